@@ -1,0 +1,502 @@
+"""The ``simgate`` command line. Errors: one line on stderr, exit code 1 (2 for usage)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Column, Table
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from simgate import __version__
+from simgate.config import ConfigError, Settings, load_settings, redact_url
+from simgate.domain.keys import DEFAULT_SCOPES, InvalidScopes, format_scopes, parse_scopes
+from simgate.errors import SimgateError
+from simgate.services import accounts
+from simgate.services import apps as app_service
+from simgate.services.auth import touch_marker
+from simgate.store import migrate
+from simgate.store.engine import (
+    DatabaseUnavailable,
+    describe_db_error,
+    make_engine,
+    make_sessionmaker,
+    wait_for_database,
+)
+
+T = TypeVar("T")
+ACTOR = "cli"
+
+cli = typer.Typer(
+    name="simgate",
+    help="simgate: a self-hosted SMS gateway. Every command has --help.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+admin_cli = typer.Typer(help="People who log in: admins and users.", no_args_is_help=True)
+app_cli = typer.Typer(help="Apps: what API keys belong to.", no_args_is_help=True)
+key_cli = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(admin_cli, name="admin")
+cli.add_typer(app_cli, name="app")
+cli.add_typer(key_cli, name="key")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML config file (default: SIMGATE_CONFIG, or simgate.toml in the data directory).",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def settings_from(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; turn the errors a user can cause into one line on stderr."""
+    try:
+        return asyncio.run(coro)
+    except SimgateError as exc:
+        fail(exc.message)
+    except (DatabaseUnavailable, ConfigError) as exc:
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        fail(f"database error: {describe_db_error(exc)}")
+
+
+async def prepared_engine(settings: Settings, *, timeout: float = 0.0) -> AsyncEngine:
+    """An engine on a reachable database whose schema is current (upgraded if needed)."""
+    engine = make_engine(settings)
+    try:
+        await wait_for_database(engine, timeout)
+        if await migrate.current_revision(engine) != migrate.head_revision():
+            await migrate.upgrade(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
+async def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    engine = await prepared_engine(settings)
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"simgate {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """simgate: a self-hosted SMS gateway."""
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+@cli.command()
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on [default: 127.0.0.1]", show_default=False),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on [default: 8000]", show_default=False)
+    ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(help="Create a demo admin and app on first start and print how to use them."),
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Upgrade the database if needed, then serve the API, dashboard and gateways."""
+    import uvicorn
+
+    from simgate.logs import configure_logging
+    from simgate.web.app import create_app
+
+    settings = settings_from(config, host=host, port=port)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        settings.ensure_data_dir()
+    except ConfigError as exc:
+        fail(str(exc))
+
+    async def prepare() -> list[str]:
+        engine = await prepared_engine(settings, timeout=settings.db_startup_timeout)
+        try:
+            return await _demo_setup(engine, settings) if demo else []
+        finally:
+            await engine.dispose()
+
+    lines = run(prepare())
+    base = settings.public_url or f"http://{_display_host(settings.host)}:{settings.port}"
+    err.print(
+        f"simgate {__version__} on {redact_url(settings.effective_database_url)}", markup=False
+    )
+    err.print(f"API and docs: {base}/docs", markup=False)
+    for line in lines:
+        err.print(line, markup=False)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+
+
+async def _demo_setup(engine: AsyncEngine, settings: Settings) -> list[str]:
+    lines: list[str] = []
+    async with make_sessionmaker(engine).begin() as session:
+        if not [u for u in await accounts.list_users(session) if u.role == "admin"]:
+            password = secrets.token_urlsafe(12)
+            await accounts.create_user(
+                session, username="admin", password=password, role="admin", actor="demo"
+            )
+            lines.append(
+                f"Admin login: username 'admin', password '{password}' "
+                "(shown once; change it with 'simgate admin set-password admin')"
+            )
+        if not [a for a in await app_service.list_apps(session) if a.name == "demo"]:
+            _, key = await app_service.create_app(session, name="demo", owner=None, actor="demo")
+            lines.append(f"Demo app key (shown once): {key.secret}")
+            lines.append(
+                "Try: curl -H 'Authorization: Bearer <key>' "
+                f"http://{_display_host(settings.host)}:{settings.port}/api/v1/me"
+            )
+        else:
+            lines.append("Demo app exists; a new key: 'simgate key create demo'")
+    return lines
+
+
+# --- db ------------------------------------------------------------------------------------
+
+
+@db_cli.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+    config: ConfigOpt = None,
+) -> None:
+    """Apply database migrations (simgate serve does this by itself)."""
+    settings = settings_from(config)
+
+    async def work() -> tuple[str | None, str | None]:
+        engine = make_engine(settings)
+        try:
+            await wait_for_database(engine, settings.db_startup_timeout)
+            before = await migrate.current_revision(engine)
+            await migrate.upgrade(engine, revision)
+            return before, await migrate.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    before, after = run(work())
+    if before == after:
+        out.print(f"database already at {after}", markup=False)
+    else:
+        out.print(f"database upgraded from {before or 'empty'} to {after}", markup=False)
+
+
+@db_cli.command("current")
+def db_current(config: ConfigOpt = None) -> None:
+    """Print the schema revision of the database and the one this version needs."""
+    settings = settings_from(config)
+
+    async def work() -> str | None:
+        engine = make_engine(settings)
+        try:
+            await wait_for_database(engine, 0)
+            return await migrate.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    current = run(work())
+    head = migrate.head_revision()
+    state = "current" if current == head else "needs 'simgate db upgrade'"
+    out.print(f"database: {current or 'empty'}; this version: {head} ({state})", markup=False)
+
+
+# --- admin ---------------------------------------------------------------------------------
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            fail("no password on standard input")
+        return password
+    if not sys.stdin.isatty():
+        fail("no terminal to ask for a password; pipe it in with --password-stdin")
+    value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@admin_cli.command("create")
+def admin_create(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input instead of prompting.")
+    ] = False,
+    role: Annotated[
+        str, typer.Option(help="admin (manages everything) or user (owns apps).")
+    ] = "admin",
+    config: ConfigOpt = None,
+) -> None:
+    """Create a person who can log in (an admin unless --role user)."""
+    settings = settings_from(config)
+    try:
+        accounts.check_username(username)
+    except SimgateError as exc:
+        fail(exc.message)
+    password = _read_password(password_stdin)
+
+    async def work(session: AsyncSession) -> accounts.UserInfo:
+        return await accounts.create_user(
+            session, username=username, password=password, role=role, actor=ACTOR
+        )
+
+    user = run(in_transaction(settings, work))
+    out.print(f"created {user.role} {user.username!r}", markup=False)
+
+
+@admin_cli.command("set-password")
+def admin_set_password(
+    username: str,
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Set a new password for a user."""
+    settings = settings_from(config)
+    password = _read_password(password_stdin)
+
+    async def work(session: AsyncSession) -> None:
+        await accounts.set_password(session, username=username, password=password, actor=ACTOR)
+
+    run(in_transaction(settings, work))
+    out.print(f"password of {username!r} changed", markup=False)
+
+
+@admin_cli.command("list")
+def admin_list(config: ConfigOpt = None) -> None:
+    """List users."""
+    settings = settings_from(config)
+    users = run(in_transaction(settings, accounts.list_users))
+    table = Table("username", "role", "active", "created", "last login")
+    for u in users:
+        table.add_row(
+            u.username,
+            u.role,
+            "yes" if u.is_active else "no",
+            f"{u.created_at:%Y-%m-%d %H:%M}",
+            f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never",
+        )
+    out.print(table)
+
+
+def _set_active(username: str, active: bool, config: Path | None) -> None:
+    settings = settings_from(config)
+
+    async def work(session: AsyncSession) -> None:
+        await accounts.set_active(session, username=username, active=active, actor=ACTOR)
+
+    run(in_transaction(settings, work))
+    out.print(f"{username!r} {'enabled' if active else 'disabled'}", markup=False)
+
+
+@admin_cli.command("disable")
+def admin_disable(username: str, config: ConfigOpt = None) -> None:
+    """Stop a user from logging in (their apps keep working)."""
+    _set_active(username, False, config)
+
+
+@admin_cli.command("enable")
+def admin_enable(username: str, config: ConfigOpt = None) -> None:
+    """Let a disabled user log in again."""
+    _set_active(username, True, config)
+
+
+# --- apps and keys -------------------------------------------------------------------------
+
+ScopesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated scopes: send, inbox, otp, admin, or 'all' "
+        f"[default: {format_scopes(DEFAULT_SCOPES)}]",
+        show_default=False,
+    ),
+]
+
+
+def _scopes(text: str | None) -> Any:
+    if text is None:
+        return DEFAULT_SCOPES
+    try:
+        return parse_scopes(text)
+    except InvalidScopes as exc:
+        fail(f"--scopes: {exc}")
+
+
+@app_cli.command("create")
+def app_create(
+    name: Annotated[str, typer.Argument(help="Unique app name.")],
+    owner: Annotated[
+        str | None, typer.Option(help="Owning user [default: the first admin]", show_default=False)
+    ] = None,
+    description: Annotated[str, typer.Option(help="What the app is for.")] = "",
+    scopes: ScopesOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an app and print its first API key, once, on the last line."""
+    settings = settings_from(config)
+    chosen = _scopes(scopes)
+
+    async def work(session: AsyncSession) -> tuple[app_service.AppInfo, app_service.CreatedKey]:
+        return await app_service.create_app(
+            session, name=name, owner=owner, description=description, scopes=chosen, actor=ACTOR
+        )
+
+    info, key = run(in_transaction(settings, work))
+    owner_text = info.owner or "the first admin, once one exists"
+    out.print(
+        f"created app {info.name!r} (owner: {owner_text}); key {key.info.prefix} "
+        f"with scopes {key.info.scopes}",
+        markup=False,
+    )
+    out.print("The key is shown only now; store it safely:", markup=False)
+    print(key.secret)
+
+
+@app_cli.command("list")
+def app_list(config: ConfigOpt = None) -> None:
+    """List apps with their owners and number of active keys."""
+    settings = settings_from(config)
+    apps = run(in_transaction(settings, app_service.list_apps))
+    table = Table("name", "owner", "active keys", "created", "description")
+    for a in apps:
+        table.add_row(
+            a.name,
+            a.owner or "-",
+            str(a.active_keys),
+            f"{a.created_at:%Y-%m-%d %H:%M}",
+            a.description,
+        )
+    out.print(table)
+
+
+@key_cli.command("create")
+def key_create(
+    app: Annotated[str, typer.Argument(help="The app the key belongs to.")],
+    scopes: ScopesOpt = None,
+    name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Create another API key for an app; printed once, on the last line."""
+    settings = settings_from(config)
+    chosen = _scopes(scopes)
+
+    async def work(session: AsyncSession) -> app_service.CreatedKey:
+        return await app_service.create_key(session, app=app, scopes=chosen, name=name, actor=ACTOR)
+
+    key = run(in_transaction(settings, work))
+    out.print(
+        f"created key {key.info.prefix} for app {app!r} with scopes {key.info.scopes}", markup=False
+    )
+    out.print("The key is shown only now; store it safely:", markup=False)
+    print(key.secret)
+
+
+@key_cli.command("list")
+def key_list(
+    app: Annotated[str | None, typer.Argument(help="Only this app's keys.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List keys by prefix (secrets are never stored, so never shown)."""
+    settings = settings_from(config)
+
+    async def work(session: AsyncSession) -> list[app_service.KeyInfo]:
+        return await app_service.list_keys(session, app=app)
+
+    keys = run(in_transaction(settings, work))
+    table = Table("app", "name", "scopes", "created", "last used", "state")
+    table.columns.insert(0, Column("prefix", no_wrap=True))
+    for k in keys:
+        table.add_row(
+            k.prefix,
+            k.app,
+            k.name,
+            k.scopes,
+            f"{k.created_at:%Y-%m-%d %H:%M}",
+            f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never",
+            f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active",
+        )
+    out.print(table)
+
+
+@key_cli.command("revoke")
+def key_revoke(
+    prefix: Annotated[
+        str, typer.Argument(help="The key's prefix (sg_xxxxxxxxxx), as 'simgate key list' shows.")
+    ],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a key: running servers refuse it at once."""
+    settings = settings_from(config)
+
+    async def work(session: AsyncSession) -> app_service.KeyInfo:
+        return await app_service.revoke_key(session, prefix=prefix, actor=ACTOR)
+
+    info = run(in_transaction(settings, work))
+    touch_marker(settings.auth_marker_path)
+    out.print(f"revoked {info.prefix} of app {info.app!r}", markup=False)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,1 @@
+"""Pure domain logic: values, rules and decisions; no I/O imports."""

@@ -1,0 +1,41 @@
+"""Errors a user can cause. Each carries a stable code, a message naming the bad value and,
+where it helps, the field it came from. The web layer maps ``status`` to HTTP; the CLI prints
+``message`` on stderr and exits non-zero."""
+
+from __future__ import annotations
+
+
+class SimgateError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.hint = hint
+
+
+class Invalid(SimgateError):
+    status = 422
+    code = "invalid"
+
+
+class NotFound(SimgateError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(SimgateError):
+    status = 409
+    code = "conflict"
+
+
+class Unauthorized(SimgateError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(SimgateError):
+    status = 403
+    code = "forbidden"

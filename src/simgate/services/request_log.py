@@ -1,0 +1,129 @@
+"""The API request log (seed 000): every authenticated call, written in batches.
+
+Requests only append to an in-memory queue; a background task writes batches, so logging
+never adds a database round trip to an API call. When the database cannot keep up the queue
+is bounded and the overflow is counted (``simgate_request_log_dropped_total``), never
+allowed to slow the API down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from simgate.store.models import ApiKey, ApiRequest
+from simgate.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEntry:
+    created_at: datetime
+    app_id: int | None
+    key_prefix: str
+    method: str
+    endpoint: str
+    status: int
+    latency_ms: float
+    client_ip: str
+    request_id: str
+
+
+class RequestLog:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        max_pending: int = 20_000,
+        batch_size: int = 1_000,
+        interval: float = 0.5,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._pending: list[RequestEntry] = []
+        self._max_pending = max_pending
+        self._batch_size = batch_size
+        self._interval = interval
+        self._on_drop = on_drop
+        self._wake = asyncio.Event()
+        self._last_used: dict[str, datetime] = {}
+        self.dropped = 0
+
+    def record(self, entry: RequestEntry) -> None:
+        if len(self._pending) >= self._max_pending:
+            self.dropped += 1
+            if self._on_drop:
+                self._on_drop()
+            return
+        self._pending.append(entry)
+        if len(self._pending) >= self._batch_size:
+            self._wake.set()
+
+    async def flush(self) -> int:
+        """Write everything pending; on a database error keep it for the next try."""
+        written = 0
+        while self._pending:
+            batch = self._pending[: self._batch_size]
+            try:
+                async with self._sessionmaker.begin() as session:
+                    await session.execute(insert(ApiRequest), [asdict(e) for e in batch])
+                    await self._touch_keys(session, batch)
+            except SQLAlchemyError as exc:
+                log.warning(
+                    "request log write failed; will retry",
+                    extra={"error": str(exc.orig if hasattr(exc, "orig") else exc)},
+                )
+                return written
+            del self._pending[: len(batch)]
+            written += len(batch)
+        return written
+
+    async def _touch_keys(self, session: AsyncSession, batch: list[RequestEntry]) -> None:
+        # last_used_at is informative; update it at most once a minute per key.
+        latest: dict[str, datetime] = {}
+        for e in batch:
+            latest[e.key_prefix] = max(e.created_at, latest.get(e.key_prefix, e.created_at))
+        for prefix, when in latest.items():
+            seen = self._last_used.get(prefix)
+            if seen is not None and when - seen < timedelta(minutes=1):
+                continue
+            self._last_used[prefix] = when
+            await session.execute(
+                update(ApiKey).where(ApiKey.prefix == prefix).values(last_used_at=when)
+            )
+
+    async def run(self) -> None:
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._interval)
+                self._wake.clear()
+                await self.flush()
+        finally:
+            # Cancelled at shutdown: write what is left.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.flush())
+
+
+async def prune(session: AsyncSession, *, older_than_days: int) -> int:
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    result = await session.execute(delete(ApiRequest).where(ApiRequest.created_at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def recent(
+    session: AsyncSession, *, app_id: int | None = None, limit: int = 100
+) -> list[ApiRequest]:
+    stmt = select(ApiRequest).order_by(ApiRequest.id.desc()).limit(limit)
+    if app_id is not None:
+        stmt = stmt.where(ApiRequest.app_id == app_id)
+    return list(await session.scalars(stmt))

@@ -1,0 +1,1 @@
+"""Persistence: tables, engine factory, migrations and queries."""

@@ -1,0 +1,104 @@
+"""Engine factory and start-up connection checks, for all three supported backends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, make_url, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from simgate.config import Settings, redact_url
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached; the message is fit for a user."""
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers run beside the single writer; NORMAL sync is durable across process
+    # crashes (only a power cut can drop the last transactions); foreign keys are off by
+    # default in SQLite and we rely on them.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def _ensure_sqlite_dir(path: str) -> None:
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseUnavailable(
+            f"cannot create the directory for the SQLite file {path!r}: {exc.strerror}"
+        ) from None
+
+
+def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    url = url or settings.effective_database_url
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        _ensure_sqlite_dir(make_url(url).database or "")
+        kwargs["connect_args"] = {"timeout": 10}
+    else:
+        kwargs.update(
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+        if url.startswith("mysql"):
+            kwargs["connect_args"] = {"charset": "utf8mb4", "connect_timeout": 10}
+        else:
+            kwargs["connect_args"] = {"timeout": 10}
+    engine = create_async_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def describe_db_error(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text_ = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return text_
+
+
+async def wait_for_database(engine: AsyncEngine, timeout: float) -> None:
+    """Connect, retrying with backoff for up to ``timeout`` s; DatabaseUnavailable after."""
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while True:
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return
+        except (TimeoutError, OSError, DBAPIError, OperationalError) as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DatabaseUnavailable(
+                    f"cannot reach the database at {redact_url(engine.url)}: "
+                    f"{describe_db_error(exc)}"
+                ) from None
+            log.warning(
+                "database not reachable yet, retrying",
+                extra={"error": describe_db_error(exc), "retry_in": round(delay, 1)},
+            )
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,1 @@
+"""HTTP: the app factory, API routers, middleware and (later) the dashboard."""

@@ -1,0 +1,1 @@
+"""REST routers: ``v1`` (the app API), ``system`` (health, metrics) and, later, ``compat``."""

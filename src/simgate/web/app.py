@@ -1,0 +1,143 @@
+"""The application factory: ``create_app(settings, engine=...)``; nothing module-level."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import fastapi_offline
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from simgate import __version__
+from simgate.config import Settings
+from simgate.services import audit, request_log
+from simgate.store.engine import describe_db_error, make_engine
+from simgate.store.migrate import current_revision, head_revision
+from simgate.web.api import system, v1
+from simgate.web.errors import install_error_handlers
+from simgate.web.middleware import CoreMiddleware
+from simgate.web.runtime import Runtime
+
+log = logging.getLogger(__name__)
+DOCS_ASSETS = Path(fastapi_offline.__file__).with_name("static")
+PRUNE_EVERY = 3600.0
+
+DESCRIPTION = """\
+simgate turns SIM cards into an SMS API. Authenticate with an app key:
+`Authorization: Bearer <key>` or `X-API-Key: <key>`.
+
+Every error answers `{"error": {"code", "message", "field"?}}` with a fitting status."""
+
+
+async def _prune_forever(runtime: Runtime) -> None:
+    settings = runtime.settings
+    while True:
+        try:
+            async with runtime.sessionmaker.begin() as session:
+                n = await request_log.prune(
+                    session, older_than_days=settings.request_log_retention_days
+                )
+                m = await audit.prune(session, older_than_days=settings.audit_log_retention_days)
+            if n or m:
+                log.info("pruned old log rows", extra={"api_requests": n, "audit_events": m})
+        except SQLAlchemyError as exc:
+            log.warning("pruning failed", extra={"error": describe_db_error(exc)})
+        await asyncio.sleep(PRUNE_EVERY)
+
+
+def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> FastAPI:
+    """Build the app. Pass ``engine`` to share one; otherwise the app owns its own."""
+    owns_engine = engine is None
+    runtime = Runtime.build(settings, engine or make_engine(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            revision = await current_revision(runtime.engine)
+            if revision != head_revision():
+                log.warning(
+                    "database schema is not current; /readyz answers 503",
+                    extra={"revision": revision, "needed": head_revision()},
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("database unreachable at start", extra={"error": describe_db_error(exc)})
+        tasks: list[asyncio.Task[None]] = []
+
+        def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
+            tasks.append(asyncio.create_task(coro, name=name))
+
+        spawn(runtime.request_log.run(), "request-log")
+        spawn(runtime.authenticator.sync_forever(), "auth-sync")
+        spawn(_prune_forever(runtime), "prune")
+        log.info(
+            "simgate started",
+            extra={"version": __version__, "database": runtime.engine.url.get_backend_name()},
+        )
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if owns_engine:
+                await runtime.engine.dispose()
+            log.info("simgate stopped")
+
+    app = FastAPI(
+        title="simgate",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(CoreMiddleware, runtime=runtime)
+    app.include_router(system.router)
+    app.include_router(v1.router)
+    _install_docs(app)
+    return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """Swagger UI and ReDoc from files shipped with the package: no CDN, works offline."""
+    app.mount("/docs/assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title="simgate API",
+            swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}/openapi.json",
+            title="simgate API",
+            redoc_js_url=f"{root}/docs/assets/redoc.standalone.js",
+            redoc_favicon_url=f"{root}/docs/assets/favicon.png",
+            with_google_fonts=False,
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/docs")

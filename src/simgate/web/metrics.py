@@ -1,0 +1,58 @@
+"""Prometheus metrics, in a registry owned by one app (no process-global state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from simgate import __version__
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class _CallbackCounters(Collector):
+    def __init__(self, sources: dict[str, tuple[str, Callable[[], float]]]) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name, (doc, read) in self._sources.items():
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], read())
+            yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "simgate_http_requests",
+            "HTTP requests answered.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "simgate_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "simgate_auth_failures",
+            "Rejected API credentials, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.request_log_dropped = Counter(
+            "simgate_request_log_dropped",
+            "API request log entries dropped because the database fell behind.",
+            registry=self.registry,
+        )
+        build = Gauge("simgate_build_info", "simgate version.", ["version"], registry=self.registry)
+        build.labels(__version__).set(1)
+
+    def add_callback_counters(self, sources: dict[str, tuple[str, Callable[[], float]]]) -> None:
+        self.registry.register(_CallbackCounters(sources))

@@ -1,0 +1,174 @@
+"""The one ASGI middleware around every HTTP request.
+
+Pure ASGI (no BaseHTTPMiddleware) because it runs on every request: it assigns the request
+id, enforces the body size limit, times the request for metrics and the access log, and
+hands authenticated calls to the API request log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from simgate.logs import request_id_var
+from simgate.services.request_log import RequestEntry
+from simgate.store.types import utcnow
+from simgate.web.errors import ApiError, error_body
+
+if TYPE_CHECKING:
+    from simgate.web.runtime import Runtime
+
+access_log = logging.getLogger("simgate.access")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class BodyTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, f"request body is larger than {limit} bytes", code="payload_too_large"
+        )
+
+
+class CoreMiddleware:
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.limit = runtime.settings.max_body_bytes
+        self.access_log = runtime.settings.access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = ""
+        content_length: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                text = value.decode("latin-1")
+                if _REQUEST_ID_RE.match(text):
+                    request_id = text
+            elif name == b"content-length":
+                content_length = value
+        if not request_id:
+            request_id = uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        status = 500
+        rid_header = (b"x-request-id", request_id.encode("ascii"))
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], rid_header]
+            await send(message)
+
+        try:
+            if content_length is not None:
+                try:
+                    declared = int(content_length)
+                except ValueError:
+                    declared = -1
+                if declared < 0:
+                    status = 400
+                    await _send_json(
+                        send,
+                        400,
+                        error_body(
+                            "bad_request",
+                            "Content-Length header is not a number",
+                            field="content-length",
+                        ),
+                        rid_header,
+                    )
+                    return
+                if declared > self.limit:
+                    status = 413
+                    await _send_json(
+                        send,
+                        413,
+                        error_body(
+                            "payload_too_large", f"request body is larger than {self.limit} bytes"
+                        ),
+                        rid_header,
+                    )
+                    return
+            received = 0
+            limit = self.limit
+
+            async def receive_wrapper() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise BodyTooLarge(limit)
+                return message
+
+            await self.app(scope, receive_wrapper, send_wrapper)
+        finally:
+            self._done(scope, status, time.perf_counter() - start, request_id)
+            request_id_var.reset(token)
+
+    def _done(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None) or "<unmatched>"
+        metrics = self.runtime.metrics
+        metrics.http_requests.labels(scope["method"], path, str(status)).inc()
+        metrics.http_latency.labels(path).observe(elapsed)
+        client = scope.get("client")
+        ip = client[0] if client else ""
+        state: dict[str, Any] = scope.get("state") or {}
+        principal = state.get("principal")
+        if principal is not None:
+            self.runtime.request_log.record(
+                RequestEntry(
+                    created_at=utcnow(),
+                    app_id=principal.app_id,
+                    key_prefix=principal.key_prefix,
+                    method=scope["method"],
+                    endpoint=path[:255],
+                    status=status,
+                    latency_ms=round(elapsed * 1000, 3),
+                    client_ip=ip,
+                    request_id=request_id,
+                )
+            )
+        if self.access_log:
+            access_log.info(
+                "%s %s %d",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "ms": round(elapsed * 1000, 2),
+                    "client": ip,
+                    "app": principal.app_name if principal is not None else None,
+                },
+            )
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], rid_header: tuple[bytes, bytes]
+) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+                rid_header,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
