@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,8 +13,6 @@ from starlette.exceptions import HTTPException
 
 from simgate.errors import SimgateError
 from simgate.logs import request_id_var
-
-log = logging.getLogger(__name__)
 
 CODES = {
     400: "bad_request",
@@ -156,15 +153,6 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status, exc.message, code=exc.code, field=exc.field, hint=exc.hint, headers=headers
         )
 
-    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "unhandled error",
-            exc_info=exc,
-            extra={"path": request.url.path, "method": request.method},
-        )
-        return error_response(500, "internal error; the request id is in the server log")
-
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(SimgateError, on_simgate)
-    app.add_exception_handler(Exception, on_crash)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from simgate.web.runtime import Runtime
 
 access_log = logging.getLogger("simgate.access")
+log = logging.getLogger(__name__)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -60,12 +61,14 @@ class CoreMiddleware:
             request_id = uuid.uuid4().hex
         token = request_id_var.set(request_id)
         status = 500
+        started = False
         rid_header = (b"x-request-id", request_id.encode("ascii"))
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started = True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], rid_header]
             await send(message)
@@ -112,7 +115,24 @@ class CoreMiddleware:
                         raise BodyTooLarge(limit)
                 return message
 
-            await self.app(scope, receive_wrapper, send_wrapper)
+            try:
+                await self.app(scope, receive_wrapper, send_wrapper)
+            except Exception:
+                # Handled here rather than by Starlette's ServerErrorMiddleware, which
+                # re-raises so the server logs the same traceback a second time.
+                status = 500
+                log.exception(
+                    "unhandled error", extra={"method": scope["method"], "path": scope["path"]}
+                )
+                if not started:
+                    await _send_json(
+                        send,
+                        500,
+                        error_body(
+                            "internal_error", "internal error; the request id is in the server log"
+                        ),
+                        rid_header,
+                    )
         finally:
             self._done(scope, status, time.perf_counter() - start, request_id)
             request_id_var.reset(token)
