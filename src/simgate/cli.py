@@ -171,7 +171,7 @@ def serve(
     err.print(
         f"simgate {__version__} on {redact_url(settings.effective_database_url)}", markup=False
     )
-    err.print(f"API and docs: {base}/docs", markup=False)
+    err.print(f"Log in at {base}/login · API docs at {base}/docs", markup=False)
     for line in lines:
         err.print(line, markup=False)
     uvicorn.run(

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
         default="127.0.0.1",
         description="Proxies whose X-Forwarded-For is trusted for the client IP.",
     )
+    session_ttl_hours: float = Field(
+        default=12.0, gt=0, description="How long a dashboard login lasts."
+    )
     metrics_token: str = Field(
         default="", description="When set, /metrics needs 'Authorization: Bearer <token>'."
     )

@@ -12,7 +12,7 @@ from simgate.store import migrate
 from simgate.store.engine import make_engine
 from simgate.store.models import Base
 
-TABLES = {"users", "apps", "api_keys", "api_requests", "audit_events", "counters"}
+TABLES = {"users", "sessions", "apps", "api_keys", "api_requests", "audit_events", "counters"}
 
 
 def _tables(conn: Connection) -> set[str]:

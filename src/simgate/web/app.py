@@ -14,23 +14,25 @@ import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from simgate import __version__
 from simgate.config import Settings
-from simgate.services import audit, request_log
+from simgate.services import audit, request_log, sessions
 from simgate.store.engine import describe_db_error, make_engine
 from simgate.store.migrate import current_revision, head_revision
 from simgate.web.api import system, v1
+from simgate.web.dashboard import views as dashboard
 from simgate.web.errors import install_error_handlers
 from simgate.web.middleware import CoreMiddleware
 from simgate.web.runtime import Runtime
 
 log = logging.getLogger(__name__)
 DOCS_ASSETS = Path(fastapi_offline.__file__).with_name("static")
+STATIC_DIR = Path(__file__).with_name("static")
 PRUNE_EVERY = 3600.0
 
 DESCRIPTION = """\
@@ -49,8 +51,12 @@ async def _prune_forever(runtime: Runtime) -> None:
                     session, older_than_days=settings.request_log_retention_days
                 )
                 m = await audit.prune(session, older_than_days=settings.audit_log_retention_days)
-            if n or m:
-                log.info("pruned old log rows", extra={"api_requests": n, "audit_events": m})
+                k = await sessions.prune(session)
+            if n or m or k:
+                log.info(
+                    "pruned old rows",
+                    extra={"api_requests": n, "audit_events": m, "sessions": k},
+                )
         except SQLAlchemyError as exc:
             log.warning("pruning failed", extra={"error": describe_db_error(exc)})
         await asyncio.sleep(PRUNE_EVERY)
@@ -109,6 +115,8 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
     app.add_middleware(CoreMiddleware, runtime=runtime)
     app.include_router(system.router)
     app.include_router(v1.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _install_docs(app)
     _declare_security(app)
     return app
@@ -160,7 +168,3 @@ def _install_docs(app: FastAPI) -> None:
             swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
             swagger_favicon_url=f"{root}/docs/assets/favicon.png",
         )
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/docs")

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from simgate.config import Settings
 from simgate.services.auth import KeyAuthenticator
 from simgate.services.request_log import RequestLog
+from simgate.services.sessions import LoginThrottle
 from simgate.store.engine import make_sessionmaker
 from simgate.web.metrics import Metrics
 
@@ -21,6 +22,7 @@ class Runtime:
     metrics: Metrics
     authenticator: KeyAuthenticator
     request_log: RequestLog
+    login_throttle: LoginThrottle
 
     @classmethod
     def build(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
@@ -45,4 +47,6 @@ class Runtime:
                 ),
             }
         )
-        return cls(settings, engine, sessionmaker, metrics, authenticator, request_log)
+        return cls(
+            settings, engine, sessionmaker, metrics, authenticator, request_log, LoginThrottle()
+        )

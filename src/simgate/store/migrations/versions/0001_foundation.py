@@ -1,4 +1,4 @@
-"""Foundation: users, apps, API keys, API request log, audit events, counters.
+"""Foundation: users, sessions, apps, API keys, API request log, audit events, counters.
 
 Revision ID: 0001
 Revises:
@@ -33,6 +33,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_users"),
         sa.UniqueConstraint("username", name="uq_users_username"),
     )
+    op.create_table(
+        "sessions",
+        sa.Column("id", BigId, primary_key=True, autoincrement=True),
+        sa.Column("token_hash", sa.String(64), nullable=False),
+        sa.Column("user_id", BigId, nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("expires_at", UTCDateTime(), nullable=False),
+        sa.Column("client_ip", sa.String(64), nullable=False),
+        sa.Column("user_agent", sa.String(255), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_sessions"),
+        sa.UniqueConstraint("token_hash", name="uq_sessions_token_hash"),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="fk_sessions_user_id_users", ondelete="CASCADE"
+        ),
+    )
+    op.create_index("ix_sessions_user_id", "sessions", ["user_id"])
+    op.create_index("ix_sessions_expires_at", "sessions", ["expires_at"])
     op.create_table(
         "apps",
         sa.Column("id", BigId, primary_key=True, autoincrement=True),
@@ -112,5 +129,13 @@ def upgrade() -> None:
 def downgrade() -> None:
     # Dropping a table drops its indexes; MariaDB refuses to drop an index a foreign key
     # still uses, so tables go whole, children first.
-    for table in ("counters", "audit_events", "api_requests", "api_keys", "apps", "users"):
+    for table in (
+        "counters",
+        "audit_events",
+        "api_requests",
+        "api_keys",
+        "apps",
+        "sessions",
+        "users",
+    ):
         op.drop_table(table)
