@@ -19,6 +19,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from simgate.store.engine import describe_db_error
 from simgate.store.models import ApiKey, ApiRequest
 from simgate.store.types import utcnow
 
@@ -55,6 +56,9 @@ class RequestLog:
         self._interval = interval
         self._on_drop = on_drop
         self._wake = asyncio.Event()
+        # One writer at a time: the background task and a reader asking for a fresh view
+        # (GET /api/v1/requests) must not both insert the same batch.
+        self._lock = asyncio.Lock()
         self._last_used: dict[str, datetime] = {}
         self.dropped = 0
 
@@ -70,6 +74,10 @@ class RequestLog:
 
     async def flush(self) -> int:
         """Write everything pending; on a database error keep it for the next try."""
+        async with self._lock:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         written = 0
         while self._pending:
             batch = self._pending[: self._batch_size]
@@ -77,10 +85,10 @@ class RequestLog:
                 async with self._sessionmaker.begin() as session:
                     await session.execute(insert(ApiRequest), [asdict(e) for e in batch])
                     await self._touch_keys(session, batch)
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, OSError) as exc:
                 log.warning(
                     "request log write failed; will retry",
-                    extra={"error": str(exc.orig if hasattr(exc, "orig") else exc)},
+                    extra={"error": describe_db_error(exc), "pending": len(self._pending)},
                 )
                 return written
             del self._pending[: len(batch)]
