@@ -21,7 +21,10 @@ from simgate.domain.keys import DEFAULT_SCOPES, InvalidScopes, format_scopes, pa
 from simgate.errors import SimgateError
 from simgate.services import accounts
 from simgate.services import apps as app_service
+from simgate.services import gateways as gateway_service
 from simgate.services.auth import touch_marker
+from simgate.services.outbound import Outbound, Sender, SendRequest, get_message
+from simgate.services.waiters import StatusWaiters
 from simgate.store import migrate
 from simgate.store.engine import (
     DatabaseUnavailable,
@@ -45,10 +48,12 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 admin_cli = typer.Typer(help="People who log in: admins and users.", no_args_is_help=True)
 app_cli = typer.Typer(help="Apps: what API keys belong to.", no_args_is_help=True)
 key_cli = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+gateway_cli = typer.Typer(help="Gateways: the ways out to the radio network.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(admin_cli, name="admin")
 cli.add_typer(app_cli, name="app")
 cli.add_typer(key_cli, name="key")
+cli.add_typer(gateway_cli, name="gateway")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -212,6 +217,15 @@ async def _demo_setup(engine: AsyncEngine, settings: Settings) -> list[str]:
             )
         else:
             lines.append("Demo app exists; a new key: 'simgate key create demo'")
+        if not await gateway_service.list_all(session, offline_after=1.0):
+            await gateway_service.create(
+                session,
+                name="demo-fake",
+                kind="fake",
+                config={"send_delay": "0.2", "report_delay": "2"},
+                actor="demo",
+            )
+            lines.append("Demo gateway 'demo-fake' (simulated: it 'delivers' every SMS)")
     return lines
 
 
@@ -496,6 +510,189 @@ def key_revoke(
     info = run(in_transaction(settings, work))
     touch_marker(settings.auth_marker_path)
     out.print(f"revoked {info.prefix} of app {info.app!r}", markup=False)
+
+
+# --- gateways ------------------------------------------------------------------------------
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--set: expected KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@gateway_cli.command("add")
+def gateway_add(
+    name: Annotated[str, typer.Argument(help="Unique gateway name.")],
+    kind: Annotated[
+        str, typer.Option(help="fake: the built-in simulated gateway (for demos and tests).")
+    ] = "fake",
+    rate_per_minute: Annotated[
+        int,
+        typer.Option(
+            help="At most this many SMS a minute (0: no limit); SIM cards get blocked for bursts."
+        ),
+    ] = 0,
+    max_in_flight: Annotated[int, typer.Option(help="Messages handed over at once.")] = 4,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Driver option KEY=VALUE; "
+            "fake: mode (deliver, sent, undelivered, "
+            "fail, reject, gateway_fail, stall, "
+            "offline), send_delay, report_delay, "
+            "fail_first; any: node.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Add a gateway; running servers pick it up within seconds."""
+    settings = settings_from(config)
+    options = _options(set_ or [])
+
+    async def work(session: AsyncSession) -> gateway_service.GatewayInfo:
+        return await gateway_service.create(
+            session,
+            name=name,
+            kind=kind,
+            config=options,
+            rate_per_minute=rate_per_minute,
+            max_in_flight=max_in_flight,
+            actor=ACTOR,
+        )
+
+    info = run(in_transaction(settings, work))
+    out.print(f"added {info.kind} gateway {info.name!r}", markup=False)
+
+
+@gateway_cli.command("list")
+def gateway_list(config: ConfigOpt = None) -> None:
+    """List gateways with their status and counters."""
+    settings = settings_from(config)
+
+    async def work(session: AsyncSession) -> list[gateway_service.GatewayInfo]:
+        return await gateway_service.list_all(session, offline_after=settings.gateway_offline_after)
+
+    table = Table("name", "kind", "status", "node", "sent", "failed", "received", "detail")
+    for g in run(in_transaction(settings, work)):
+        status = g.status if g.active else "deactivated"
+        table.add_row(
+            g.name,
+            g.kind,
+            status,
+            g.node or "-",
+            str(g.sent),
+            str(g.failed),
+            str(g.received),
+            g.status_detail,
+        )
+    out.print(table)
+
+
+def _gateway_active(name: str, active: bool, config: Path | None) -> None:
+    settings = settings_from(config)
+
+    async def work(session: AsyncSession) -> None:
+        await gateway_service.set_active(session, name=name, active=active, actor=ACTOR)
+
+    run(in_transaction(settings, work))
+    out.print(f"gateway {name!r} {'activated' if active else 'deactivated'}", markup=False)
+
+
+@gateway_cli.command("deactivate")
+def gateway_deactivate(name: str, config: ConfigOpt = None) -> None:
+    """Stop using a gateway (servers stop it within seconds)."""
+    _gateway_active(name, False, config)
+
+
+@gateway_cli.command("activate")
+def gateway_activate(name: str, config: ConfigOpt = None) -> None:
+    """Use a deactivated gateway again."""
+    _gateway_active(name, True, config)
+
+
+# --- send ----------------------------------------------------------------------------------
+
+FINAL_SEND = {"sent", "delivered", "failed", "expired", "canceled"}
+
+
+@cli.command()
+def send(
+    to: Annotated[str, typer.Argument(help="Recipient, e.g. +4915112345678.")],
+    body: Annotated[str, typer.Argument(help="The text.")],
+    gateway: Annotated[str | None, typer.Option(help="Send through this gateway only.")] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until a gateway sent it (or it failed).")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 60.0,
+    config: ConfigOpt = None,
+) -> None:
+    """Queue one SMS (a running 'simgate serve' sends it); prints its id."""
+    settings = settings_from(config)
+
+    async def work() -> tuple[str, str | None, dict[str, Any] | None]:
+        engine = await prepared_engine(settings)
+        try:
+            sm = make_sessionmaker(engine)
+            accepted = await Outbound(sm, settings).submit(
+                sender=Sender(None, "cli"),
+                req=SendRequest(to=[to], body=body, many=False, gateway=gateway),
+            )
+            message_id = accepted.message_ids[0]
+            if not wait:
+                return message_id, str(accepted.body["status"]), None
+            status = await _follow(sm, message_id, timeout)
+            async with sm() as session:
+                detail = await get_message(session, message_id, app_id=None)
+            return message_id, status, detail
+        finally:
+            await engine.dispose()
+
+    message_id, status, detail = run(work())
+    if detail is None:
+        out.print(f"queued {message_id}", markup=False)
+        return
+    error = detail.get("error") or {}
+    if status in ("sent", "delivered"):
+        out.print(f"{status} {message_id} via {detail.get('gateway')}", markup=False)
+        return
+    if status in FINAL_SEND:
+        hint = f" (hint: {error['hint']})" if error.get("hint") else ""
+        fail(f"{message_id} {status}: {error.get('message', status)}{hint}")
+    fail(
+        f"{message_id} still {status} after {timeout:g} s; is 'simgate serve' running "
+        "with an online gateway? ('simgate gateway list')"
+    )
+
+
+async def _follow(sm: Any, message_id: str, timeout: float) -> str | None:
+    from rich.status import Status
+
+    waiters = StatusWaiters(sm)
+    with Status(f"{message_id}: queued", console=err) as spinner:
+        deadline = asyncio.get_running_loop().time() + timeout
+        last = None
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            status = await waiters.wait(message_id, FINAL_SEND, max(0.0, min(0.5, remaining)))
+            if status is not None:
+                return status
+            async with sm() as session:
+                detail = await get_message(session, message_id, app_id=None)
+            current = detail["status"]
+            if current != last:
+                spinner.update(
+                    f"{message_id}: {current}"
+                    + (f" via {detail['gateway']}" if detail.get("gateway") else "")
+                )
+                last = current
+            if remaining <= 0:
+                return str(current)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ neither is given, ``simgate.toml`` inside the data directory if it exists.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -128,6 +129,25 @@ class Settings(BaseSettings):
     session_ttl_hours: float = Field(
         default=12.0, gt=0, description="How long a dashboard login lasts."
     )
+    # Outbound messages
+    default_region: str = Field(
+        default="", description="ISO country code for numbers given without +country code."
+    )
+    max_segments: int = Field(default=10, ge=1, le=255)
+    max_recipients: int = Field(default=1000, ge=1)
+    max_schedule_days: int = Field(default=30, ge=1)
+    max_ttl: int = Field(default=7 * 86400, ge=60, description="Largest ttl a send may ask for.")
+    idempotency_ttl_hours: int = Field(default=24, ge=1)
+    sendsms_wait: float = Field(
+        default=30.0, ge=0, description="Seconds /api/sendsms waits for the real outcome."
+    )
+    # Gateways and the dispatcher
+    node_name: str = Field(default="", description="This server's name among several nodes.")
+    gateway_ack_timeout: float = Field(default=30.0, gt=0)
+    gateway_offline_after: float = Field(default=120.0, gt=0)
+    retry_max_attempts: int = Field(default=5, ge=1)
+    retry_base_delay: float = Field(default=2.0, ge=0)
+    retry_max_delay: float = Field(default=300.0, ge=0)
     metrics_token: str = Field(
         default="", description="When set, /metrics needs 'Authorization: Bearer <token>'."
     )
@@ -151,6 +171,19 @@ class Settings(BaseSettings):
     @property
     def backend(self) -> str:
         return self.effective_database_url.split("+", 1)[0].split(":", 1)[0]
+
+    @property
+    def node(self) -> str:
+        """Stable across restarts, so a node can take back its own leases at once."""
+        return self.node_name or f"{socket.gethostname()}:{self.port}"
+
+    @field_validator("default_region")
+    @classmethod
+    def _check_region(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value and (len(value) != 2 or not value.isalpha()):
+            raise ValueError(f"{value!r} is not a two-letter country code such as DE or US")
+        return value
 
     @property
     def auth_marker_path(self) -> Path:

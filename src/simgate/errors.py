@@ -39,3 +39,12 @@ class Unauthorized(SimgateError):
 class Forbidden(SimgateError):
     status = 403
     code = "forbidden"
+
+
+class RateLimited(SimgateError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after

@@ -12,7 +12,20 @@ from simgate.store import migrate
 from simgate.store.engine import make_engine
 from simgate.store.models import Base
 
-TABLES = {"users", "sessions", "apps", "api_keys", "api_requests", "audit_events", "counters"}
+TABLES = {
+    "users",
+    "sessions",
+    "apps",
+    "api_keys",
+    "api_requests",
+    "audit_events",
+    "counters",
+    "messages",
+    "message_events",
+    "idempotency_keys",
+    "app_usage",
+    "gateways",
+}
 
 
 def _tables(conn: Connection) -> set[str]:

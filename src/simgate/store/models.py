@@ -14,7 +14,10 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
+    Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -60,6 +63,11 @@ class App(Base):
     )
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Sending limits (None: unlimited) and an allow-list of destination countries
+    # ("DE,AT"; empty: any) against SMS pumping.
+    rate_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rate_per_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    allowed_countries: Mapped[str] = mapped_column(String(255), default="")
 
 
 class Session(Base):
@@ -134,3 +142,115 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Message(Base):
+    """One SMS, outbound or inbound. Outbound rows are the durable queue: the dispatcher
+    claims them with a lease that expires, so a crash anywhere loses nothing."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_claim", "status", "next_attempt_at"),
+        Index("ix_messages_lease", "status", "lease_expires_at"),
+        Index("ix_messages_app_id_id", "app_id", "id"),
+        Index("ix_messages_direction_id", "direction", "id"),
+        Index("ix_messages_gateway_ref", "gateway", "gateway_ref"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    app_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("apps.id", ondelete="SET NULL"), nullable=True
+    )
+    to_number: Mapped[str] = mapped_column(String(32), index=True)
+    from_number: Mapped[str] = mapped_column(String(64), default="")
+    body: Mapped[str] = mapped_column(Text)
+    encoding: Mapped[str] = mapped_column(String(8))
+    segments: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(SmallInteger, default=0)
+    gateway_pinned: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    gateway: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    avoid_gateway: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    gateway_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    error_hint: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class MessageEvent(Base):
+    """Every status change of a message, with its time and detail."""
+
+    __tablename__ = "message_events"
+    __table_args__ = (Index("ix_message_events_message_id_id", "message_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("messages.id", ondelete="CASCADE")
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class IdempotencyKey(Base):
+    """The answer given to a request with an Idempotency-Key, replayed for retries."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("app_id", "key", name="uq_idempotency_keys_app_id_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    app_id: Mapped[int] = mapped_column(BigId, ForeignKey("apps.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class AppUsage(Base):
+    """Messages an app sent per minute and per day, for its limits (shared by all nodes)."""
+
+    __tablename__ = "app_usage"
+
+    app_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True
+    )
+    window: Mapped[str] = mapped_column(String(8), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Gateway(Base):
+    """A way out to the radio network: a modem, an Android phone, or the fake gateway."""
+
+    __tablename__ = "gateways"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    rate_per_minute: Mapped[int] = mapped_column(Integer, default=0)
+    max_in_flight: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="offline")
+    status_detail: Mapped[str] = mapped_column(String(255), default="")
+    node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    signal: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    battery: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sent_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    received_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -22,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from simgate import __version__
 from simgate.config import Settings
 from simgate.services import audit, request_log, sessions
+from simgate.services.notify import listen_forever
+from simgate.services.outbound import NOTIFY_CHANNEL
 from simgate.store.engine import describe_db_error, make_engine
 from simgate.store.migrate import current_revision, head_revision
-from simgate.web.api import system, v1
+from simgate.web.api import compat, messages, system, v1
 from simgate.web.dashboard import views as dashboard
 from simgate.web.errors import install_error_handlers
 from simgate.web.middleware import CoreMiddleware
@@ -83,6 +85,19 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
         def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
             tasks.append(asyncio.create_task(coro, name=name))
 
+        try:
+            await runtime.gateways.sync()
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("could not start gateways yet", extra={"error": describe_db_error(exc)})
+        spawn(runtime.dispatcher.run(), "dispatcher")
+        spawn(runtime.gateways.run(), "gateways")
+        if runtime.engine.url.get_backend_name() == "postgresql":
+            spawn(
+                listen_forever(
+                    settings.effective_database_url, NOTIFY_CHANNEL, runtime.dispatcher.wake
+                ),
+                "wake-listener",
+            )
         spawn(runtime.request_log.run(), "request-log")
         spawn(runtime.authenticator.sync_forever(), "auth-sync")
         spawn(_prune_forever(runtime), "prune")
@@ -93,6 +108,9 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
         try:
             yield
         finally:
+            # Drain: in-flight sends finish (or keep their lease for the next start).
+            await runtime.dispatcher.stop(drain=min(10.0, settings.gateway_ack_timeout))
+            await runtime.gateways.release()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -115,6 +133,8 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
     app.add_middleware(CoreMiddleware, runtime=runtime)
     app.include_router(system.router)
     app.include_router(v1.router)
+    app.include_router(messages.router)
+    app.include_router(compat.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _install_docs(app)

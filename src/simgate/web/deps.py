@@ -88,3 +88,4 @@ async def any_key(request: Request) -> Principal:
 
 AppPrincipal = Annotated[Principal, Depends(any_key)]
 AdminPrincipal = Annotated[Principal, Depends(require(Scope.ADMIN))]
+SendPrincipal = Annotated[Principal, Depends(require(Scope.SEND))]

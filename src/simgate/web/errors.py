@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from simgate.errors import SimgateError
+from simgate.errors import RateLimited, SimgateError
 from simgate.logs import request_id_var
 
 CODES = {
@@ -149,6 +149,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_simgate(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, SimgateError)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after)}
         return error_response(
             exc.status, exc.message, code=exc.code, field=exc.field, hint=exc.hint, headers=headers
         )

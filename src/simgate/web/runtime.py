@@ -8,8 +8,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from simgate.config import Settings
 from simgate.services.auth import KeyAuthenticator
+from simgate.services.dispatcher import Dispatcher
+from simgate.services.gateways import GatewayManager
+from simgate.services.outbound import Outbound
 from simgate.services.request_log import RequestLog
 from simgate.services.sessions import LoginThrottle
+from simgate.services.waiters import StatusWaiters
 from simgate.store.engine import make_sessionmaker
 from simgate.web.metrics import Metrics
 
@@ -23,6 +27,10 @@ class Runtime:
     authenticator: KeyAuthenticator
     request_log: RequestLog
     login_throttle: LoginThrottle
+    waiters: StatusWaiters
+    dispatcher: Dispatcher
+    gateways: GatewayManager
+    outbound: Outbound
 
     @classmethod
     def build(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
@@ -47,6 +55,20 @@ class Runtime:
                 ),
             }
         )
+        waiters = StatusWaiters(sessionmaker)
+        dispatcher = Dispatcher(sessionmaker, settings, on_status=waiters.notify)
+        gateways = GatewayManager(sessionmaker, settings, dispatcher)
+        outbound = Outbound(sessionmaker, settings, wake=dispatcher.wake)
         return cls(
-            settings, engine, sessionmaker, metrics, authenticator, request_log, LoginThrottle()
+            settings,
+            engine,
+            sessionmaker,
+            metrics,
+            authenticator,
+            request_log,
+            LoginThrottle(),
+            waiters,
+            dispatcher,
+            gateways,
+            outbound,
         )

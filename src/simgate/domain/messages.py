@@ -1,0 +1,74 @@
+"""Message statuses and the one table of allowed transitions."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class MessageStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELED = "canceled"
+    RECEIVED = "received"  # inbound messages
+
+
+class Direction(enum.StrEnum):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class Priority(enum.IntEnum):
+    NORMAL = 0
+    HIGH = 1
+
+
+S = MessageStatus
+
+# status -> statuses it may move to. Everything not listed is illegal.
+TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
+    S.SCHEDULED: frozenset({S.QUEUED, S.SENDING, S.CANCELED, S.EXPIRED}),
+    S.QUEUED: frozenset({S.SENDING, S.CANCELED, S.EXPIRED, S.FAILED}),
+    # back to QUEUED: a retry after a transient error, or an expired lease after a crash
+    S.SENDING: frozenset({S.SENT, S.DELIVERED, S.FAILED, S.QUEUED, S.EXPIRED}),
+    # a delivery report may say the network gave up after accepting the message
+    S.SENT: frozenset({S.DELIVERED, S.FAILED}),
+    S.DELIVERED: frozenset(),
+    S.FAILED: frozenset(),
+    S.EXPIRED: frozenset(),
+    S.CANCELED: frozenset(),
+    S.RECEIVED: frozenset(),
+}
+
+FINAL: frozenset[MessageStatus] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+# Where a message is still ours to cancel: it has not been handed to a gateway.
+CANCELABLE: frozenset[MessageStatus] = frozenset({S.QUEUED, S.SCHEDULED})
+# Statuses the dispatcher may claim from.
+CLAIMABLE: frozenset[MessageStatus] = frozenset({S.QUEUED, S.SCHEDULED})
+
+
+class IllegalTransition(ValueError):
+    pass
+
+
+def can_move(current: MessageStatus, new: MessageStatus) -> bool:
+    return new in TRANSITIONS[current]
+
+
+def check_move(current: MessageStatus, new: MessageStatus) -> None:
+    if not can_move(current, new):
+        raise IllegalTransition(f"a {current.value} message cannot become {new.value}")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageError:
+    """What went wrong, for people: a stable code, a message and a plain-language hint."""
+
+    code: str
+    message: str
+    hint: str = ""

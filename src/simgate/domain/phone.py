@@ -1,0 +1,56 @@
+"""E.164 normalisation of phone numbers with ``phonenumbers``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
+
+_REASONS = {
+    ValidationResult.INVALID_COUNTRY_CODE: "has an unknown country code",
+    ValidationResult.TOO_SHORT: "is too short",
+    ValidationResult.TOO_LONG: "is too long",
+    ValidationResult.INVALID_LENGTH: "has an impossible length for its country",
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "is a local number without its area code",
+}
+_PARSE_REASONS = {
+    NumberParseException.INVALID_COUNTRY_CODE: "needs a country code (start it with +) or a "
+    "configured default region",
+    NumberParseException.NOT_A_NUMBER: "is not a phone number",
+    NumberParseException.TOO_SHORT_NSN: "is too short",
+    NumberParseException.TOO_SHORT_AFTER_IDD: "is too short",
+    NumberParseException.TOO_LONG: "is too long",
+}
+
+
+class InvalidNumber(ValueError):
+    """The message says what is wrong with the number, in words a user understands."""
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneNumber:
+    e164: str
+    region: str  # ISO 3166 alpha-2, e.g. "DE"; "001" for non-geographic numbers
+
+
+def normalise(raw: str, default_region: str | None = None) -> PhoneNumber:
+    """``"0151 1234 5678"`` (region DE) or ``"+49 151 12345678"`` -> ``+4915112345678``."""
+    text = raw.strip()
+    if not text:
+        raise InvalidNumber("is empty")
+    if len(text) > 64:
+        raise InvalidNumber("is too long")
+    try:
+        number = phonenumbers.parse(text, default_region or None)
+    except NumberParseException as exc:
+        if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE and text.startswith("+"):
+            raise InvalidNumber("has an unknown country code") from None
+        raise InvalidNumber(_PARSE_REASONS.get(exc.error_type, "is not a phone number")) from None
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible not in (ValidationResult.IS_POSSIBLE,):
+        raise InvalidNumber(_REASONS.get(possible, "is not a possible number"))
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidNumber("is not a valid number in its numbering plan")
+    region = phonenumbers.region_code_for_number(number) or "001"
+    return PhoneNumber(phonenumbers.format_number(number, PhoneNumberFormat.E164), region)

@@ -1,0 +1,1 @@
+"""Gateways: thin async loops around protocol code, all behind one small interface."""

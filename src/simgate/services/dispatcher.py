@@ -1,0 +1,438 @@
+"""The dispatcher: claims queued messages with a lease, hands them to gateways, records
+what happened, and retries, fails over or gives up by the retry policy.
+
+A message leaves the queue only through a lease that expires: if this process dies while a
+message is with a gateway, the lease runs out and the message is queued again (a node that
+restarts under the same name takes its own leases back at once). Gateways see the same
+message id on a retry and can drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from simgate.config import Settings
+from simgate.domain.messages import CLAIMABLE, MessageError, MessageStatus
+from simgate.domain.retry import ErrorKind, RetryPolicy
+from simgate.domain.routing import GatewayView, TokenBucket, choose
+from simgate.drivers.base import Gateway, GatewayStatus, OutboundSms, SendOutcome
+from simgate.services.outbound import move
+from simgate.store.engine import describe_db_error
+from simgate.store.models import Gateway as GatewayRow
+from simgate.store.models import Message
+from simgate.store.types import utcnow
+
+log = logging.getLogger(__name__)
+S = MessageStatus
+POLL_INTERVAL = 1.0  # fallback for work nobody woke us for (scheduled, other processes)
+SWEEP_INTERVAL = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: str
+    to: str
+    body: str
+    encoding: str
+    segments: int
+    priority: int
+    attempt: int
+    gateway: str
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        on_status: Callable[[str, str], None] = lambda message_id, status: None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._settings = settings
+        self._on_status = on_status
+        self.node = settings.node
+        self.policy = RetryPolicy(
+            max_attempts=settings.retry_max_attempts,
+            base_delay=settings.retry_base_delay,
+            max_delay=settings.retry_max_delay,
+        )
+        self.ack_timeout = settings.gateway_ack_timeout
+        self.lease = timedelta(seconds=settings.gateway_ack_timeout + 30)
+        self._skip_locked = settings.backend != "sqlite"
+        self.gateways: dict[str, Gateway] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._in_flight: dict[str, int] = {}
+        self._sends: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._last_sweep = 0.0
+        self.handed_over = 0
+
+    # --- gateways -----------------------------------------------------------------------
+
+    async def add_gateway(self, gateway: Gateway, *, rate_per_minute: int = 0) -> None:
+        self.gateways[gateway.name] = gateway
+        self._buckets[gateway.name] = TokenBucket(
+            rate_per_minute=rate_per_minute, burst=1.0, updated=time.monotonic()
+        )
+        self._in_flight.setdefault(gateway.name, 0)
+        await gateway.start(self)
+        await self.status_changed(gateway.name, gateway.status, gateway.status_detail)
+        self.wake()
+
+    async def remove_gateway(self, name: str) -> None:
+        gateway = self.gateways.pop(name, None)
+        if gateway is not None:
+            await gateway.stop()
+            await self.status_changed(name, GatewayStatus.OFFLINE, "removed from this node")
+
+    def _views(self, now: float) -> dict[str, GatewayView]:
+        return {
+            name: GatewayView(
+                name=name,
+                online=gw.online,
+                in_flight=self._in_flight.get(name, 0),
+                max_in_flight=gw.max_in_flight,
+                rate_ok=self._buckets[name].available(now),
+            )
+            for name, gw in self.gateways.items()
+        }
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        await self._reclaim(own_only=True)
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self._claim_and_send()
+                if time.monotonic() - self._last_sweep > SWEEP_INTERVAL:
+                    self._last_sweep = time.monotonic()
+                    await self._reclaim(own_only=False)
+                    await self._expire()
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning(
+                    "dispatcher: database error; retrying", extra={"error": describe_db_error(exc)}
+                )
+                await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+
+    async def stop(self, drain: float = 10.0) -> None:
+        """Stop claiming; let in-flight sends finish for up to ``drain`` seconds. Whatever
+        is still out keeps its lease and is taken back when this node starts again."""
+        self._stopping = True
+        self.wake()
+        if self._sends:
+            await asyncio.wait(list(self._sends), timeout=drain)
+        for task in list(self._sends):
+            task.cancel()
+        for gateway in list(self.gateways.values()):
+            with contextlib.suppress(Exception):
+                await gateway.stop()
+
+    async def _claim_and_send(self) -> None:
+        while not self._stopping:
+            claimed = await self._claim()
+            if not claimed:
+                return
+            for item in claimed:
+                task = asyncio.create_task(self._send(item), name=f"send-{item.id}")
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
+
+    async def _claim(self) -> list[Claimed]:
+        mono = time.monotonic()
+        views = self._views(mono)
+        ready = [
+            v for v in views.values() if v.online and v.rate_ok and v.in_flight < v.max_in_flight
+        ]
+        if not ready:
+            return []
+        free = sum(v.max_in_flight - v.in_flight for v in ready)
+        names = [v.name for v in ready]
+        now = utcnow()
+        claimed: list[Claimed] = []
+        async with self._sessionmaker.begin() as session:
+            stmt = (
+                select(Message)
+                .where(
+                    Message.status.in_([s.value for s in CLAIMABLE]),
+                    Message.next_attempt_at <= now,
+                    or_(Message.gateway_pinned.is_(None), Message.gateway_pinned.in_(names)),
+                )
+                .order_by(Message.priority.desc(), Message.next_attempt_at, Message.id)
+                .limit(free)
+            )
+            if self._skip_locked:
+                stmt = stmt.with_for_update(skip_locked=True)
+            for m in (await session.scalars(stmt)).all():
+                if m.expires_at is not None and m.expires_at <= now:
+                    move(session, m, S.EXPIRED, {"reason": "ttl passed before sending"}, now=now)
+                    self._on_status(m.id, S.EXPIRED.value)
+                    continue
+                name = choose(
+                    views.values(),
+                    pinned=m.gateway_pinned,
+                    avoid=[m.avoid_gateway] if m.avoid_gateway else [],
+                )
+                if name is None:
+                    continue
+                bucket = self._buckets[name]
+                bucket.take(mono)
+                self._in_flight[name] += 1
+                views[name] = GatewayView(
+                    name,
+                    True,
+                    self._in_flight[name],
+                    views[name].max_in_flight,
+                    bucket.available(mono),
+                )
+                m.attempts += 1
+                move(
+                    session,
+                    m,
+                    S.SENDING,
+                    {"gateway": name, "attempt": m.attempts, "node": self.node},
+                    now=now,
+                )
+                m.gateway = name
+                m.lease_owner = self.node
+                m.lease_expires_at = now + self.lease
+                claimed.append(
+                    Claimed(
+                        m.id,
+                        m.to_number,
+                        m.body,
+                        m.encoding,
+                        m.segments,
+                        m.priority,
+                        m.attempts,
+                        name,
+                    )
+                )
+        return claimed
+
+    async def _send(self, item: Claimed) -> None:
+        gateway = self.gateways.get(item.gateway)
+        try:
+            if gateway is None:
+                outcome = SendOutcome.failed(
+                    "gateway_gone", f"gateway {item.gateway!r} was removed", kind=ErrorKind.GATEWAY
+                )
+            else:
+                sms = OutboundSms(
+                    item.id,
+                    item.to,
+                    item.body,
+                    item.encoding,
+                    item.segments,
+                    item.priority,
+                    item.attempt,
+                )
+                try:
+                    outcome = await asyncio.wait_for(gateway.send(sms), self.ack_timeout)
+                except TimeoutError:
+                    outcome = SendOutcome.failed(
+                        "gateway_timeout",
+                        f"gateway {item.gateway!r} did not answer within {self.ack_timeout:g} s",
+                        "the gateway may be hung or its connection lost; simgate retries, "
+                        "on another gateway when there is one",
+                    )
+                except Exception as exc:  # a driver bug must not lose the message
+                    log.exception("gateway send raised", extra={"gateway": item.gateway})
+                    outcome = SendOutcome.failed("gateway_error", f"{type(exc).__name__}: {exc}")
+            self.handed_over += 1
+            await self._record(item, outcome)
+        finally:
+            self._in_flight[item.gateway] = max(0, self._in_flight.get(item.gateway, 1) - 1)
+            self.wake()
+
+    async def _record(self, item: Claimed, outcome: SendOutcome) -> None:
+        for attempt in range(5):
+            try:
+                status = await self._record_once(item, outcome)
+                break
+            except (SQLAlchemyError, OSError) as exc:
+                # The lease keeps the message safe; keep trying to record the outcome.
+                log.warning(
+                    "could not record a send outcome; retrying",
+                    extra={"message_id": item.id, "error": describe_db_error(exc)},
+                )
+                await asyncio.sleep(0.2 * 2**attempt)
+        else:
+            return
+        if status is not None:
+            self._on_status(item.id, status)
+
+    async def _record_once(self, item: Claimed, outcome: SendOutcome) -> str | None:
+        now = utcnow()
+        async with self._sessionmaker.begin() as session:
+            m = await session.get(Message, item.id, with_for_update=True)
+            if m is None:
+                return None
+            if (
+                m.status != S.SENDING.value
+                or m.lease_owner != self.node
+                or m.gateway != item.gateway
+                or m.attempts != item.attempt
+            ):
+                # A delivery report got here first, or our lease expired and the message
+                # moved on; either way this outcome no longer decides anything.
+                if outcome.ok and m.gateway == item.gateway and not m.gateway_ref:
+                    m.gateway_ref = outcome.gateway_ref
+                return None
+            counter = GatewayRow.sent_count if outcome.ok else GatewayRow.failed_count
+            await session.execute(
+                update(GatewayRow)
+                .where(GatewayRow.name == item.gateway)
+                .values({counter: counter + 1})
+            )
+            if outcome.ok:
+                m.gateway_ref = outcome.gateway_ref
+                move(
+                    session,
+                    m,
+                    S.SENT,
+                    {"gateway": item.gateway, "gateway_ref": outcome.gateway_ref},
+                    now=now,
+                )
+                return S.SENT.value
+            error = outcome.error or MessageError("unknown", "the gateway refused the message")
+            decision = self.policy.decide(m.attempts, outcome.kind)
+            detail: dict[str, Any] = {
+                "gateway": item.gateway,
+                "error": error.code,
+                "attempt": m.attempts,
+            }
+            if decision is None:
+                move(session, m, S.FAILED, detail, error=error, now=now)
+                return S.FAILED.value
+            m.next_attempt_at = now + timedelta(seconds=decision.delay)
+            m.avoid_gateway = item.gateway if decision.avoid_gateway else None
+            detail["retry_in"] = decision.delay
+            move(session, m, S.QUEUED, detail, error=error, now=now)
+        if decision.delay == 0:
+            self.wake()
+        return S.QUEUED.value
+
+    # --- reports and health -------------------------------------------------------------
+
+    async def delivery_report(
+        self,
+        gateway: str,
+        *,
+        message_id: str | None,
+        gateway_ref: str | None,
+        delivered: bool,
+        error: MessageError | None = None,
+    ) -> None:
+        new = S.DELIVERED if delivered else S.FAILED
+        async with self._sessionmaker.begin() as session:
+            if message_id is not None:
+                m = await session.get(Message, message_id, with_for_update=True)
+            else:
+                m = await session.scalar(
+                    select(Message)
+                    .where(Message.gateway == gateway, Message.gateway_ref == gateway_ref)
+                    .order_by(Message.id.desc())
+                    .limit(1)
+                    .with_for_update()
+                )
+            if m is None:
+                log.info(
+                    "delivery report for an unknown message",
+                    extra={"gateway": gateway, "gateway_ref": gateway_ref},
+                )
+                return
+            if m.status not in (S.SENT.value, S.SENDING.value):
+                return  # a duplicate or late report; the message already ended
+            move(
+                session,
+                m,
+                new,
+                {"gateway": gateway, "report": "delivered" if delivered else "undelivered"},
+                error=error,
+            )
+        self._on_status(m.id, new.value)
+
+    async def status_changed(self, gateway: str, status: GatewayStatus, detail: str) -> None:
+        log.info(
+            "gateway status", extra={"gateway": gateway, "status": status.value, "detail": detail}
+        )
+        with contextlib.suppress(SQLAlchemyError, OSError):
+            async with self._sessionmaker.begin() as session:
+                await session.execute(
+                    update(GatewayRow)
+                    .where(GatewayRow.name == gateway)
+                    .values(
+                        status=status.value,
+                        status_detail=detail[:255],
+                        node=self.node,
+                        last_seen_at=utcnow(),
+                    )
+                )
+        if status is GatewayStatus.ONLINE:
+            self.wake()
+
+    # --- housekeeping ---------------------------------------------------------------------
+
+    async def _reclaim(self, *, own_only: bool) -> None:
+        """Queue again what is 'sending' with an expired lease (or, at start, what this
+        node had out when it stopped)."""
+        now = utcnow()
+        cond = [Message.status == S.SENDING.value]
+        if own_only:
+            cond.append(Message.lease_owner == self.node)
+        else:
+            cond.append(Message.lease_expires_at < now)
+        async with self._sessionmaker.begin() as session:
+            stmt = select(Message).where(*cond).limit(1000)
+            if self._skip_locked:
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = (await session.scalars(stmt)).all()
+            for m in rows:
+                reason = "node restarted" if own_only else "lease expired"
+                m.next_attempt_at = now
+                move(session, m, S.QUEUED, {"reason": reason, "gateway": m.gateway}, now=now)
+        if rows:
+            log.warning(
+                "messages returned to the queue",
+                extra={"count": len(rows), "reason": "restart" if own_only else "lease expired"},
+            )
+            self.wake()
+
+    async def _expire(self) -> None:
+        now = utcnow()
+        async with self._sessionmaker.begin() as session:
+            stmt = (
+                select(Message)
+                .where(
+                    Message.status.in_([s.value for s in CLAIMABLE]),
+                    Message.expires_at.is_not(None),
+                    Message.expires_at <= now,
+                )
+                .limit(1000)
+            )
+            if self._skip_locked:
+                stmt = stmt.with_for_update(skip_locked=True)
+            expired = (await session.scalars(stmt)).all()
+            for m in expired:
+                move(session, m, S.EXPIRED, {"reason": "ttl passed before sending"}, now=now)
+        for m in expired:
+            self._on_status(m.id, S.EXPIRED.value)

@@ -1,0 +1,181 @@
+"""The message API: send, read, list, cancel; and the gateways list."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator, Field, field_validator
+
+from simgate.domain.keys import Scope
+from simgate.domain.messages import Direction, MessageStatus, Priority
+from simgate.errors import Forbidden, Invalid
+from simgate.services import gateways as gateway_service
+from simgate.services import outbound
+from simgate.services.auth import Principal
+from simgate.services.outbound import Sender, SendRequest
+from simgate.web.api.schemas import Strict
+from simgate.web.deps import AppPrincipal, RuntimeDep, SendPrincipal, SessionDep
+
+router = APIRouter(prefix="/api/v1", tags=["messages"])
+MAX_BODY_CHARS = 5000
+MAX_METADATA_BYTES = 4096
+
+
+def _recipients(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise ValueError("must be a phone number or a list of phone numbers (strings)")
+
+
+class SendBody(Strict):
+    to: Annotated[str | list[str], BeforeValidator(_recipients)] = Field(
+        description="E.164 number (or a local one, with a default region), or a list of them.",
+        examples=["+4915112345678"],
+    )
+    body: str = Field(max_length=MAX_BODY_CHARS, examples=["Your code is 123456"])
+    gateway: str | None = Field(default=None, description="Send through this gateway only.")
+    send_at: datetime | None = Field(default=None, description="ISO-8601; schedule for later.")
+    ttl: int | None = Field(default=None, description="Seconds; expire instead of sending late.")
+    priority: Literal["normal", "high"] = "normal"
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("send_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # a time without zone is taken as UTC
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(json.dumps(value)) > MAX_METADATA_BYTES:
+            raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
+        return value
+
+    def request(self) -> SendRequest:
+        many = isinstance(self.to, list)
+        return SendRequest(
+            to=self.to if isinstance(self.to, list) else [self.to],
+            body=self.body,
+            many=many,
+            gateway=self.gateway,
+            send_at=self.send_at,
+            ttl=self.ttl,
+            priority=Priority.HIGH if self.priority == "high" else Priority.NORMAL,
+            metadata=self.metadata,
+        )
+
+
+def _owner_filter(principal: Principal) -> int | None:
+    """Apps see their own outbound messages; an admin key sees every app's."""
+    return None if Scope.ADMIN in principal.scopes else principal.app_id
+
+
+@router.post(
+    "/messages",
+    status_code=202,
+    summary="Queue an SMS to one or more recipients",
+    responses={202: {"description": "Stored durably and queued (or scheduled)."}},
+)
+async def send(
+    body: SendBody,
+    principal: SendPrincipal,
+    runtime: RuntimeDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    accepted = await runtime.outbound.submit(
+        sender=Sender(principal.app_id, f"app:{principal.app_name}"),
+        req=body.request(),
+        idempotency_key=idempotency_key,
+    )
+    headers = {"Idempotent-Replayed": "true"} if accepted.replayed else None
+    return JSONResponse(accepted.body, status_code=accepted.status_code, headers=headers)
+
+
+@router.get("/messages/{message_id}", summary="One message with its status history")
+async def get_message(
+    message_id: str, principal: AppPrincipal, session: SessionDep
+) -> dict[str, Any]:
+    return await outbound.get_message(session, message_id, app_id=_owner_filter(principal))
+
+
+@router.get("/messages", summary="Messages, newest first, with cursor pagination")
+async def list_messages(
+    principal: AppPrincipal,
+    session: SessionDep,
+    direction: Literal["inbound", "outbound"] | None = None,
+    status: Annotated[str | None, Query(description="e.g. queued, sent, delivered")] = None,
+    phone: Annotated[str | None, Query(description="E.164 number, to or from")] = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    allowed = set()
+    if principal.allows(Scope.SEND):
+        allowed.add(Direction.OUTBOUND)
+    if principal.allows(Scope.INBOX):
+        allowed.add(Direction.INBOUND)
+    wanted = {Direction(direction)} if direction else allowed
+    if not wanted & allowed:
+        scope = "inbox" if direction == "inbound" else "send"
+        raise Forbidden(f"this API key lacks the {scope!r} scope for {direction} messages")
+    if status is not None and status not in {s.value for s in MessageStatus}:
+        raise Invalid(f"status: {status!r} is not a message status", field="status")
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    data, next_cursor = await outbound.list_messages(
+        session,
+        app_id=_owner_filter(principal),
+        directions=wanted & allowed,
+        status=status,
+        phone_number=phone,
+        since=since,
+        limit=limit,
+        cursor=cursor,
+    )
+    return {"data": data, "next_cursor": next_cursor}
+
+
+@router.post("/messages/{message_id}/cancel", summary="Cancel a message still in the queue")
+async def cancel_message(
+    message_id: str, principal: SendPrincipal, session: SessionDep
+) -> dict[str, Any]:
+    item = await outbound.cancel(
+        session, message_id, app_id=_owner_filter(principal), by=f"app:{principal.app_name}"
+    )
+    await session.commit()
+    return item
+
+
+@router.get("/gateways", summary="Gateways with their status, signal and counters")
+async def list_gateways(
+    principal: AppPrincipal, session: SessionDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    infos = await gateway_service.list_all(
+        session, offline_after=runtime.settings.gateway_offline_after
+    )
+    return {"data": [gateway_out(g) for g in infos]}
+
+
+def gateway_out(g: gateway_service.GatewayInfo) -> dict[str, Any]:
+    return {
+        "name": g.name,
+        "kind": g.kind,
+        "active": g.active,
+        "status": g.status,
+        "status_detail": g.status_detail,
+        "node": g.node,
+        "last_seen": g.last_seen_at.isoformat().replace("+00:00", "Z") if g.last_seen_at else None,
+        "signal": g.signal,
+        "battery": g.battery,
+        "counters": {"sent": g.sent, "failed": g.failed, "received": g.received},
+        "rate_per_minute": g.rate_per_minute,
+        "max_in_flight": g.max_in_flight,
+    }
