@@ -445,6 +445,51 @@ def app_list(config: ConfigOpt = None) -> None:
     out.print(table)
 
 
+def _limit(value: str | None, option: str) -> Any:
+    if value is None:
+        return app_service.UNSET
+    if value.lower() in ("none", "off", "0", ""):
+        return None
+    if not value.isdigit():
+        fail(f"{option}: expected a number or 'none', got {value!r}")
+    return int(value)
+
+
+@app_cli.command("limits")
+def app_limits(
+    name: Annotated[str, typer.Argument(help="The app.")],
+    per_minute: Annotated[str | None, typer.Option(help="Messages per minute, or 'none'.")] = None,
+    per_day: Annotated[str | None, typer.Option(help="Messages per day, or 'none'.")] = None,
+    countries: Annotated[
+        str | None, typer.Option(help="Allowed destination countries, e.g. 'DE,AT'; '' allows all.")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Set an app's sending limits (429 beyond them) and allowed destination countries."""
+    settings = settings_from(config)
+    minute = _limit(per_minute, "--per-minute")
+    day = _limit(per_day, "--per-day")
+    allowed = app_service.UNSET if countries is None else countries
+
+    async def work(session: AsyncSession) -> app_service.AppInfo:
+        return await app_service.set_limits(
+            session,
+            name=name,
+            rate_per_minute=minute,
+            rate_per_day=day,
+            allowed_countries=allowed,
+            actor=ACTOR,
+        )
+
+    info = run(in_transaction(settings, work))
+    out.print(
+        f"app {info.name!r}: {info.rate_per_minute or 'unlimited'} per minute, "
+        f"{info.rate_per_day or 'unlimited'} per day, countries: "
+        f"{info.allowed_countries or 'any'}",
+        markup=False,
+    )
+
+
 @key_cli.command("create")
 def key_create(
     app: Annotated[str, typer.Argument(help="The app the key belongs to.")],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -49,6 +50,9 @@ class AppInfo:
     is_active: bool
     created_at: datetime
     active_keys: int
+    rate_per_minute: int | None = None
+    rate_per_day: int | None = None
+    allowed_countries: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,15 +168,7 @@ async def create_app(
         owner=owner_row.username if owner_row else None,
         key=key.info.prefix,
     )
-    info = AppInfo(
-        app.id,
-        app.name,
-        app.description,
-        owner_row.username if owner_row else None,
-        True,
-        app.created_at,
-        1,
-    )
+    info = _app_info(app, owner_row.username if owner_row else None, 1)
     return info, key
 
 
@@ -192,10 +188,61 @@ async def list_apps(session: AsyncSession, *, owner: str | None = None) -> list[
     if owner is not None:
         stmt = stmt.where(User.username == owner)
     rows = await session.execute(stmt)
-    return [
-        AppInfo(app.id, app.name, app.description, username, app.is_active, app.created_at, int(n))
-        for app, username, n in rows
-    ]
+    return [_app_info(app, username, int(n)) for app, username, n in rows]
+
+
+def _app_info(app: App, owner: str | None, active_keys: int) -> AppInfo:
+    return AppInfo(
+        app.id,
+        app.name,
+        app.description,
+        owner,
+        app.is_active,
+        app.created_at,
+        active_keys,
+        app.rate_per_minute,
+        app.rate_per_day,
+        app.allowed_countries or "",
+    )
+
+
+UNSET: Any = object()
+
+
+async def set_limits(
+    session: AsyncSession,
+    *,
+    name: str,
+    rate_per_minute: int | None = UNSET,
+    rate_per_day: int | None = UNSET,
+    allowed_countries: str | None = UNSET,
+    actor: str,
+) -> AppInfo:
+    """Change an app's sending limits; None removes a limit, an omitted one stays."""
+    app = await _get_app(session, name)
+    changes: dict[str, Any] = {}
+    for field, value in (("rate_per_minute", rate_per_minute), ("rate_per_day", rate_per_day)):
+        if value is UNSET:
+            continue
+        if value is not None and value < 1:
+            raise Invalid(f"{field}: must be at least 1 (or empty for no limit)", field=field)
+        setattr(app, field, value)
+        changes[field] = value
+    if allowed_countries is not UNSET:
+        codes = [c.strip().upper() for c in (allowed_countries or "").split(",") if c.strip()]
+        bad = [c for c in codes if len(c) != 2 or not c.isalpha()]
+        if bad:
+            raise Invalid(
+                f"allowed_countries: {bad[0]!r} is not a two-letter country code such as DE",
+                field="allowed_countries",
+            )
+        app.allowed_countries = ",".join(sorted(set(codes)))
+        changes["allowed_countries"] = app.allowed_countries
+    audit.record(session, actor=actor, action="app.limits", target=name, **changes)
+    owner = None
+    if app.owner_id is not None:
+        owner = await session.scalar(select(User.username).where(User.id == app.owner_id))
+    return _app_info(app, owner, 0)
 
 
 async def create_key(

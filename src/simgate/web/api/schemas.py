@@ -61,6 +61,17 @@ class AppOut(BaseModel):
     active: bool
     created_at: datetime
     active_keys: int
+    rate_per_minute: int | None = None
+    rate_per_day: int | None = None
+    allowed_countries: list[str] = []
+
+
+class AppLimits(Strict):
+    """Omitted fields stay as they are; null removes a limit."""
+
+    rate_per_minute: int | None = Field(default=None, ge=1)
+    rate_per_day: int | None = Field(default=None, ge=1)
+    allowed_countries: list[str] | None = None
 
 
 class AppList(BaseModel):

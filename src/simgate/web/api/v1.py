@@ -14,6 +14,7 @@ from simgate.services.auth import touch_marker
 from simgate.web.api.schemas import (
     AppCreate,
     AppCreated,
+    AppLimits,
     AppList,
     AppOut,
     AppRef,
@@ -61,6 +62,9 @@ def _app_out(info: app_service.AppInfo) -> AppOut:
         active=info.is_active,
         created_at=info.created_at,
         active_keys=info.active_keys,
+        rate_per_minute=info.rate_per_minute,
+        rate_per_day=info.rate_per_day,
+        allowed_countries=[c for c in info.allowed_countries.split(",") if c],
     )
 
 
@@ -124,6 +128,27 @@ async def create_app(body: AppCreate, principal: AdminPrincipal, session: Sessio
     )
     await session.commit()
     return AppCreated(app=_app_out(info), key=key.secret, key_info=_key_out(key.info))
+
+
+@router.patch(
+    "/apps/{name}", response_model=AppOut, summary="Set an app's sending limits (admin scope)"
+)
+async def set_limits(
+    name: str, body: AppLimits, principal: AdminPrincipal, session: SessionDep
+) -> AppOut:
+    given = body.model_fields_set
+    info = await app_service.set_limits(
+        session,
+        name=name,
+        rate_per_minute=body.rate_per_minute if "rate_per_minute" in given else app_service.UNSET,
+        rate_per_day=body.rate_per_day if "rate_per_day" in given else app_service.UNSET,
+        allowed_countries=",".join(body.allowed_countries or [])
+        if "allowed_countries" in given
+        else app_service.UNSET,
+        actor=f"app:{principal.app_name}",
+    )
+    await session.commit()
+    return _app_out(info)
 
 
 @router.get("/apps/{name}/keys", response_model=KeyList, summary="An app's keys (admin scope)")
