@@ -44,11 +44,13 @@ def simgate(
 class Server:
     """``simgate serve`` on a free port; stderr goes to a file the test can read."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(
+        self, data_dir: Path, env: dict[str, str], *, port: int | None = None, name: str = "server"
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "server.log"
-        self._log = self.log_path.open("w")
+        self.log_path = data_dir / f"{name}.log"
+        self._log = self.log_path.open("a")
         self.proc = subprocess.Popen(
             [SIMGATE, "serve", "--port", str(self.port)],
             env=env,
