@@ -49,8 +49,9 @@ def _ensure_sqlite_dir(path: str) -> None:
 
 def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     url = url or settings.effective_database_url
+    backend = make_url(url).get_backend_name()  # "sqlite", "postgresql", "mysql", "mariadb"
     kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
+    if backend == "sqlite":
         _ensure_sqlite_dir(make_url(url).database or "")
         kwargs["connect_args"] = {"timeout": 10}
     else:
@@ -60,12 +61,12 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
             pool_pre_ping=True,
             pool_recycle=1800,
         )
-        if url.startswith("mysql"):
+        if backend in ("mysql", "mariadb"):
             kwargs["connect_args"] = {"charset": "utf8mb4", "connect_timeout": 10}
         else:
             kwargs["connect_args"] = {"timeout": 10}
     engine = create_async_engine(url, **kwargs)
-    if url.startswith("sqlite"):
+    if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
