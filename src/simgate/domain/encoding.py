@@ -50,11 +50,12 @@ class SegmentInfo:
     segments: int
     units: int  # septets for GSM-7, UTF-16 code units for UCS-2
     per_segment: int  # capacity of each part as sent
+    last_units: int = 0  # units in the last part (a part may end short of full)
 
     @property
     def remaining(self) -> int:
         """Units left in the last part before another part is needed."""
-        return self.segments * self.per_segment - self.units if self.segments else 0
+        return self.per_segment - self.last_units if self.segments else 0
 
 
 def is_gsm7(text: str) -> bool:
@@ -101,5 +102,6 @@ def segment_info(text: str) -> SegmentInfo:
     units = sum(_unit_lengths(text, enc))
     single, multi = _limits(enc)
     if units <= single:
-        return SegmentInfo(enc, 1 if text else 0, units, single)
-    return SegmentInfo(enc, len(split(text, enc)), units, multi)
+        return SegmentInfo(enc, 1 if text else 0, units, single, units)
+    parts = split(text, enc)
+    return SegmentInfo(enc, len(parts), units, multi, sum(_unit_lengths(parts[-1], enc)))

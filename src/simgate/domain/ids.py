@@ -9,7 +9,7 @@ import secrets
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-MESSAGE_ID_RE = re.compile(r"^msg_[0-9A-HJKMNP-TV-Z]{26}$")
+MESSAGE_ID_RE = re.compile(r"\Amsg_[0-9A-HJKMNP-TV-Z]{26}\Z")
 
 
 def _encode(value: int, length: int) -> str:

@@ -52,5 +52,8 @@ def normalise(raw: str, default_region: str | None = None) -> PhoneNumber:
         raise InvalidNumber(_REASONS.get(possible, "is not a possible number"))
     if not phonenumbers.is_valid_number(number):
         raise InvalidNumber("is not a valid number in its numbering plan")
+    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    if len(e164) - 1 > 15:  # E.164 caps numbers at 15 digits; some national plans allow more
+        raise InvalidNumber("is too long")
     region = phonenumbers.region_code_for_number(number) or "001"
-    return PhoneNumber(phonenumbers.format_number(number, PhoneNumberFormat.E164), region)
+    return PhoneNumber(e164, region)

@@ -34,5 +34,8 @@ class RetryPolicy:
         if kind is ErrorKind.GATEWAY:
             # Another gateway may take it at once; no need to wait.
             return RetryDecision(delay=0.0, avoid_gateway=True)
-        delay = min(self.base_delay * self.factor ** (attempt - 1), self.max_delay)
+        try:
+            delay = min(self.base_delay * self.factor ** (attempt - 1), self.max_delay)
+        except OverflowError:  # thousands of attempts: long past the cap
+            delay = self.max_delay
         return RetryDecision(delay=delay, avoid_gateway=True)

@@ -25,7 +25,7 @@ class TokenBucket:
             return
         elapsed = max(0.0, now - self.updated)
         self.tokens = min(self.burst, self.tokens + elapsed * self.rate_per_minute / 60.0)
-        self.updated = now
+        self.updated = max(self.updated, now)  # a clock stepping back never earns twice
 
     def available(self, now: float) -> bool:
         if self.rate_per_minute <= 0:

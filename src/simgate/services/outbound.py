@@ -3,15 +3,18 @@ happens before the API answers 202. Also reading, listing and cancelling them.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, or_, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, insert, or_, select, text, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simgate.config import Settings
@@ -31,6 +34,8 @@ from simgate.store.types import utcnow
 
 S = MessageStatus
 NOTIFY_CHANNEL = "simgate_outbound"
+MAX_BATCH = 256
+CACHE_TTL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,57 @@ class Accepted:
     replayed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _AppPolicy:
+    name: str
+    allowed: frozenset[str]
+    per_minute: int | None
+    per_day: int | None
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One accepted request on its way to the group commit."""
+
+    rows: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    body: dict[str, Any]
+    queued_now: bool
+    idem: dict[str, Any] | None
+    quota: tuple[int, int, _AppPolicy, list[Any], datetime] | None
+    future: asyncio.Future[Accepted]
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _TTLCache(Generic[K, V]):
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._items: dict[K | None, tuple[float, V]] = {}
+
+    def get(self, key: K | None = None) -> V | None:
+        hit = self._items.get(key)
+        if hit is None or time.monotonic() - hit[0] > self._ttl:
+            return None
+        return hit[1]
+
+    def put(self, value: V, key: K | None = None) -> None:
+        self._items[key] = (time.monotonic(), value)
+
+    def drop(self, key: K | None = None) -> None:
+        self._items.pop(key, None)
+
+
+def _reused_key() -> Conflict:
+    return Conflict(
+        "Idempotency-Key: this key was used with a different request; use a new key for a "
+        "new message",
+        field="idempotency-key",
+    )
+
+
 def _field(req: SendRequest, i: int) -> str:
     return f"to[{i}]" if req.many else "to"
 
@@ -114,6 +170,13 @@ class Outbound:
         self._settings = settings
         self._wake = wake
         self._notify = settings.backend == "postgresql"
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._in_progress: dict[tuple[int, str], tuple[asyncio.Future[Accepted], str]] = {}
+        # Read-mostly facts cached briefly so a send costs no extra queries: limits changed
+        # with 'simgate app limits' apply within CACHE_TTL seconds (at once via the API).
+        self._apps: _TTLCache[int, _AppPolicy] = _TTLCache(CACHE_TTL)
+        self._gateways: _TTLCache[None, dict[str, bool]] = _TTLCache(CACHE_TTL)
 
     # --- validation ---------------------------------------------------------------------
 
@@ -174,81 +237,117 @@ class Outbound:
             expires_at = (send_at or now) + timedelta(seconds=req.ttl)
         return send_at, expires_at
 
-    async def _check_gateway(self, session: AsyncSession, name: str | None) -> None:
+    async def _check_gateway(self, name: str | None) -> None:
         if name is None:
             return
-        found = await session.scalar(select(Gateway.is_active).where(Gateway.name == name))
-        if found is None:
-            names = list(await session.scalars(select(Gateway.name).order_by(Gateway.name)))
-            known = ", ".join(repr(n) for n in names) or "none yet"
-            raise Invalid(f"gateway: no gateway named {name!r} (known: {known})", field="gateway")
-        if not found:
+        known = self._gateways.get()
+        if known is None or name not in known:
+            known = await self._load_gateways()
+        if name not in known:
+            listed = ", ".join(repr(n) for n in sorted(known)) or "none yet"
+            raise Invalid(f"gateway: no gateway named {name!r} (known: {listed})", field="gateway")
+        if not known[name]:
             raise Invalid(f"gateway: {name!r} is deactivated", field="gateway")
+
+    async def _load_gateways(self) -> dict[str, bool]:
+        async with self._sessionmaker() as session:
+            rows = await session.execute(select(Gateway.name, Gateway.is_active))
+            known = {name: bool(active) for name, active in rows}
+        self._gateways.put(known)
+        return known
+
+    async def _policy(self, app_id: int) -> _AppPolicy | None:
+        cached = self._apps.get(app_id)
+        if cached is not None:
+            return cached
+        async with self._sessionmaker() as session:
+            app = await session.get(App, app_id)
+        if app is None:
+            return None
+        policy = _AppPolicy(
+            name=app.name,
+            allowed=frozenset(
+                c.strip().upper() for c in app.allowed_countries.split(",") if c.strip()
+            ),
+            per_minute=app.rate_per_minute,
+            per_day=app.rate_per_day,
+        )
+        self._apps.put(policy, app_id)
+        return policy
+
+    def forget_app(self, app_id: int) -> None:
+        """Limits changed: read them again on the next send."""
+        self._apps.drop(app_id)
 
     # --- limits -------------------------------------------------------------------------
 
-    async def _take_quota(self, session: AsyncSession, app: App, n: int, now: datetime) -> None:
+    def _windows(
+        self, policy: _AppPolicy, now: datetime
+    ) -> list[tuple[str, datetime, int, timedelta]]:
         windows = []
-        if app.rate_per_minute:
+        if policy.per_minute:
             windows.append(
                 (
                     "minute",
                     now.replace(second=0, microsecond=0),
-                    app.rate_per_minute,
+                    policy.per_minute,
                     timedelta(minutes=1),
                 )
             )
-        if app.rate_per_day:
+        if policy.per_day:
             windows.append(
                 (
                     "day",
                     now.replace(hour=0, minute=0, second=0, microsecond=0),
-                    app.rate_per_day,
+                    policy.per_day,
                     timedelta(days=1),
                 )
             )
-        for window, start, limit, length in windows:
-            if not await self._add_usage(session, app.id, window, start, n, limit):
-                retry = max(1, int((start + length - now).total_seconds()) + 1)
-                raise RateLimited(
-                    f"app {app.name!r} may send {limit} messages per {window}; try again in "
-                    f"{retry} s",
-                    retry_after=retry,
-                )
+        return windows
 
-    async def _add_usage(
-        self,
-        session: AsyncSession,
-        app_id: int,
-        window: str,
-        start: datetime,
-        n: int,
-        limit: int,
-    ) -> bool:
-        """Count ``n`` more messages in the window unless that would pass ``limit``.
-        One conditional UPDATE, so concurrent requests on any node cannot overshoot."""
-        key = and_(
-            AppUsage.app_id == app_id, AppUsage.window == window, AppUsage.window_start == start
-        )
-        for _ in range(3):
+    async def _open_windows(self, app_id: int, windows: list[Any]) -> None:
+        """Make sure the usage rows exist, so counting is one conditional UPDATE."""
+        for window, start, _, _ in windows:
+            try:
+                async with self._sessionmaker.begin() as session:
+                    exists = await session.scalar(
+                        select(AppUsage.count).where(
+                            AppUsage.app_id == app_id,
+                            AppUsage.window == window,
+                            AppUsage.window_start == start,
+                        )
+                    )
+                    if exists is None:
+                        session.add(
+                            AppUsage(app_id=app_id, window=window, window_start=start, count=0)
+                        )
+            except IntegrityError:
+                pass  # another request created it first
+
+    async def _count(self, session: AsyncSession, item: _Pending) -> RateLimited | None:
+        """Count the item's messages in its app's windows, or say which limit it passes.
+        A conditional UPDATE, so concurrent requests on any node cannot overshoot."""
+        assert item.quota is not None
+        app_id, n, policy, windows, now = item.quota
+        for window, start, limit, length in windows:
             result = await session.execute(
                 update(AppUsage)
-                .where(key, AppUsage.count + n <= limit)
+                .where(
+                    AppUsage.app_id == app_id,
+                    AppUsage.window == window,
+                    AppUsage.window_start == start,
+                    AppUsage.count + n <= limit,
+                )
                 .values(count=AppUsage.count + n)
             )
-            if getattr(result, "rowcount", 0):
-                return True
-            if await session.scalar(select(AppUsage.count).where(key)) is not None:
-                return False
-            if n > limit:
-                return False
-            try:
-                async with session.begin_nested():
-                    session.add(AppUsage(app_id=app_id, window=window, window_start=start, count=n))
-                return True
-            except IntegrityError:
-                continue  # another request created the row first; count on it
-        return False
+            if not getattr(result, "rowcount", 0):
+                retry = max(1, int((start + length - now).total_seconds()) + 1)
+                return RateLimited(
+                    f"app {policy.name!r} may send {limit} messages per {window}; this request "
+                    f"has {n}; try again in {retry} s",
+                    retry_after=retry,
+                )
+        return None
 
     # --- the write ----------------------------------------------------------------------
 
@@ -258,26 +357,44 @@ class Outbound:
         """Validate and store; the returned answer is durable once this returns."""
         if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
             raise Invalid("Idempotency-Key: must be 1-255 characters", field="idempotency-key")
-        fingerprint = req.fingerprint()
+        slot = None
         if idempotency_key is not None and sender.app_id is not None:
-            replay = await self._replay(sender.app_id, idempotency_key, fingerprint)
+            slot = (sender.app_id, idempotency_key)
+        fingerprint = req.fingerprint() if slot else ""
+        if slot is not None:
+            replay = await self._replay(slot, fingerprint)
             if replay is not None:
                 return replay
+            running = self._in_progress.get(slot)
+            if running is not None:  # a concurrent duplicate in this process: share it
+                first, first_hash = running
+                accepted = await asyncio.shield(first)
+                if fingerprint != first_hash:
+                    raise _reused_key()
+                return Accepted(accepted.status_code, accepted.body, accepted.message_ids, True)
+        item = await self._prepare(sender, req, idempotency_key, fingerprint)
+        if slot is not None:
+            self._in_progress[slot] = (item.future, fingerprint)
         try:
-            accepted = await self._store(sender, req, idempotency_key, fingerprint)
-        except IntegrityError:
-            # A concurrent request with the same Idempotency-Key committed first.
-            if idempotency_key is None or sender.app_id is None:
-                raise
-            replay = await self._replay(sender.app_id, idempotency_key, fingerprint)
-            if replay is None:
-                raise
-            return replay
-        if any(s == S.QUEUED for s in _statuses(accepted)):
+            self._ensure_writer()
+            await self._queue.put(item)
+            try:
+                accepted = await asyncio.shield(item.future)
+            except IntegrityError:
+                # Another process committed the same Idempotency-Key first.
+                replay = await self._replay(slot, fingerprint) if slot else None
+                if replay is None:
+                    raise
+                return replay
+        finally:
+            if slot is not None:
+                self._in_progress.pop(slot, None)
+        if item.queued_now:
             self._wake()
         return accepted
 
-    async def _replay(self, app_id: int, key: str, fingerprint: str) -> Accepted | None:
+    async def _replay(self, slot: tuple[int, str], fingerprint: str) -> Accepted | None:
+        app_id, key = slot
         async with self._sessionmaker() as session:
             row = await session.scalar(
                 select(IdempotencyKey).where(
@@ -287,83 +404,145 @@ class Outbound:
         if row is None:
             return None
         if row.request_hash != fingerprint:
-            raise Conflict(
-                "Idempotency-Key: this key was used with a different request; use a new key "
-                "for a new message",
-                field="idempotency-key",
-            )
+            raise _reused_key()
         return Accepted(row.status_code, row.response, replayed=True)
 
-    async def _store(
+    async def _prepare(
         self, sender: Sender, req: SendRequest, idempotency_key: str | None, fingerprint: str
-    ) -> Accepted:
+    ) -> _Pending:
+        """Everything short of the write: validated, normalised, rows built."""
         now = utcnow()
         info = self._check_body(req.body)
         send_at, expires_at = self._times(req, now)
-        async with self._sessionmaker.begin() as session:
-            app = await session.get(App, sender.app_id) if sender.app_id is not None else None
-            allowed = {
-                c.strip().upper()
-                for c in (app.allowed_countries if app else "").split(",")
-                if c.strip()
-            }
-            numbers = self._numbers(req, allowed)
-            await self._check_gateway(session, req.gateway)
-            if app is not None:
-                await self._take_quota(session, app, len(numbers), now)
-            status = S.SCHEDULED if send_at else S.QUEUED
-            rows = []
-            for number in numbers:
-                m = Message(
-                    id=message_id(),
-                    direction=Direction.OUTBOUND.value,
-                    app_id=sender.app_id,
-                    to_number=number,
-                    from_number="",
-                    body=req.body,
-                    encoding=info.encoding.value,
-                    segments=info.segments,
-                    status=status.value,
-                    priority=int(req.priority),
-                    gateway_pinned=req.gateway,
-                    send_at=send_at,
-                    expires_at=expires_at,
-                    next_attempt_at=send_at or now,
-                    attempts=0,
-                    meta=req.metadata,
-                    created_at=now,
-                    updated_at=now,
-                )
-                rows.append(m)
-            session.add_all(rows)
-            session.add_all(
-                MessageEvent(
-                    message_id=m.id, status=status.value, at=now, detail={"by": sender.name}
-                )
-                for m in rows
+        policy = await self._policy(sender.app_id) if sender.app_id is not None else None
+        numbers = self._numbers(req, set(policy.allowed) if policy else set())
+        await self._check_gateway(req.gateway)
+        quota = None
+        if policy is not None and sender.app_id is not None:
+            windows = self._windows(policy, now)
+            if windows:
+                await self._open_windows(sender.app_id, windows)
+                quota = (sender.app_id, len(numbers), policy, windows, now)
+        status = S.SCHEDULED if send_at else S.QUEUED
+        rows, events, summaries = [], [], []
+        for number in numbers:
+            mid = message_id()
+            rows.append(
+                {
+                    "id": mid,
+                    "direction": Direction.OUTBOUND.value,
+                    "app_id": sender.app_id,
+                    "to_number": number,
+                    "from_number": "",
+                    "body": req.body,
+                    "encoding": info.encoding.value,
+                    "segments": info.segments,
+                    "status": status.value,
+                    "priority": int(req.priority),
+                    "gateway_pinned": req.gateway,
+                    "send_at": send_at,
+                    "expires_at": expires_at,
+                    "next_attempt_at": send_at or now,
+                    "attempts": 0,
+                    "meta": req.metadata,
+                    "created_at": now,
+                    "updated_at": now,
+                }
             )
-            summaries = [message_summary(m) for m in rows]
-            body: dict[str, Any] = {"messages": summaries} if req.many else summaries[0]
-            if idempotency_key is not None and sender.app_id is not None:
-                session.add(
-                    IdempotencyKey(
-                        app_id=sender.app_id,
-                        key=idempotency_key,
-                        request_hash=fingerprint,
-                        status_code=202,
-                        response=body,
-                        created_at=now,
-                    )
-                )
-            if self._notify and status == S.QUEUED:
-                await session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
-        return Accepted(202, body, [m.id for m in rows])
+            events.append(
+                {
+                    "message_id": mid,
+                    "status": status.value,
+                    "at": now,
+                    "detail": {"by": sender.name},
+                }
+            )
+            summary: dict[str, Any] = {
+                "id": mid,
+                "status": status.value,
+                "to": number,
+                "segments": info.segments,
+                "encoding": info.encoding.value,
+                "created_at": _iso(now),
+            }
+            if send_at is not None:
+                summary["send_at"] = _iso(send_at)
+            if req.gateway:
+                summary["gateway"] = req.gateway
+            summaries.append(summary)
+        body: dict[str, Any] = {"messages": summaries} if req.many else summaries[0]
+        idem = None
+        if idempotency_key is not None and sender.app_id is not None:
+            idem = {
+                "app_id": sender.app_id,
+                "key": idempotency_key,
+                "request_hash": fingerprint,
+                "status_code": 202,
+                "response": body,
+                "created_at": now,
+            }
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        return _Pending(rows, events, body, status == S.QUEUED, idem, quota, future)
 
+    def _ensure_writer(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_forever(), name="outbound-writer")
 
-def _statuses(accepted: Accepted) -> list[str]:
-    body = accepted.body
-    items = body.get("messages", [body])
-    return [str(item.get("status")) for item in items]
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    async def _write_forever(self) -> None:
+        """Group commit: every request waiting while a transaction runs joins the next
+        one, so under load many messages share one commit."""
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < MAX_BATCH:
+                batch.append(self._queue.get_nowait())
+            await self._write(batch)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        outcomes: list[Exception | None] = [None] * len(batch)
+        try:
+            async with self._sessionmaker.begin() as session:
+                rows: list[dict[str, Any]] = []
+                events: list[dict[str, Any]] = []
+                keys: list[dict[str, Any]] = []
+                for i, item in enumerate(batch):
+                    if item.quota is not None:
+                        outcomes[i] = await self._count(session, item)
+                        if outcomes[i] is not None:
+                            continue
+                    rows += item.rows
+                    events += item.events
+                    if item.idem is not None:
+                        keys.append(item.idem)
+                if keys:
+                    await session.execute(insert(IdempotencyKey), keys)
+                if rows:
+                    await session.execute(insert(Message), rows)
+                    await session.execute(insert(MessageEvent), events)
+                if self._notify and any(item.queued_now for item in batch):
+                    await session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
+        except (SQLAlchemyError, OSError) as exc:
+            if len(batch) > 1:
+                # One bad request (a duplicate key from another node) must not fail the
+                # rest: write them one by one.
+                for item in batch:
+                    await self._write([item])
+                return
+            if not batch[0].future.done():
+                batch[0].future.set_exception(exc)
+            return
+        for item, error in zip(batch, outcomes, strict=True):
+            if item.future.done():
+                continue
+            if error is not None:
+                item.future.set_exception(error)
+            else:
+                item.future.set_result(Accepted(202, item.body, [r["id"] for r in item.rows]))
 
 
 # --- reading ---------------------------------------------------------------------------

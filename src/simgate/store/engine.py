@@ -53,6 +53,11 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     kwargs: dict[str, Any] = {}
     if backend == "sqlite":
         _ensure_sqlite_dir(make_url(url).database or "")
+        # One connection per process: SQLite has one writer at a time, and several
+        # connections in one process would fight over its lock with sleep-and-retry
+        # (the busy handler), costing tens of milliseconds per conflict. Queueing on one
+        # connection in asyncio is far cheaper; WAL still lets other processes read.
+        kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60)
         kwargs["connect_args"] = {"timeout": 10}
     else:
         kwargs.update(

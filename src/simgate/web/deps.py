@@ -14,7 +14,9 @@ from simgate.services.auth import Principal
 from simgate.web.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs plain-def dependencies in a thread pool, which costs
+    # a thread hop on every request.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
