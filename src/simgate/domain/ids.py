@@ -25,5 +25,24 @@ def new_id(prefix: str, now_ms: int | None = None) -> str:
     return f"{prefix}_{_encode(ms, 10)}{_encode(secrets.randbits(80), 16)}"
 
 
-def message_id() -> str:
-    return new_id("msg")
+class MonotonicIds:
+    """Ids that sort in the order they were made, even within one millisecond (the
+    random part counts up), so the recipients of one request go out in the order given."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._last_ms = -1
+        self._last_rand = 0
+
+    def __call__(self) -> str:
+        ms = int(time.time() * 1000)
+        if ms <= self._last_ms:
+            ms = self._last_ms
+            rand = (self._last_rand + 1) % (1 << 80)
+        else:
+            rand = secrets.randbits(79)  # headroom so counting up never wraps in practice
+        self._last_ms, self._last_rand = ms, rand
+        return f"{self._prefix}_{_encode(ms, 10)}{_encode(rand, 16)}"
+
+
+message_id = MonotonicIds("msg")

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -37,6 +37,24 @@ log = logging.getLogger(__name__)
 S = MessageStatus
 POLL_INTERVAL = 1.0  # fallback for work nobody woke us for (scheduled, other processes)
 SWEEP_INTERVAL = 5.0
+MAX_RECORD = 500
+
+
+@dataclass(slots=True)
+class _Outcome:
+    item: Claimed
+    outcome: SendOutcome
+    done: asyncio.Future[None] | None = None
+
+
+@dataclass(slots=True)
+class _Report:
+    gateway: str
+    message_id: str | None
+    gateway_ref: str | None
+    delivered: bool
+    error: MessageError | None
+    done: asyncio.Future[None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +97,8 @@ class Dispatcher:
         self._stopping = False
         self._last_sweep = 0.0
         self.handed_over = 0
+        self._pending: list[_Outcome | _Report] = []
+        self._recorder_wake = asyncio.Event()
 
     # --- gateways -----------------------------------------------------------------------
 
@@ -142,6 +162,8 @@ class Dispatcher:
             await asyncio.wait(list(self._sends), timeout=drain)
         for task in list(self._sends):
             task.cancel()
+        with contextlib.suppress(SQLAlchemyError, OSError):
+            await self._record_pending()
         for gateway in list(self.gateways.values()):
             with contextlib.suppress(Exception):
                 await gateway.stop()
@@ -258,78 +280,160 @@ class Dispatcher:
                     log.exception("gateway send raised", extra={"gateway": item.gateway})
                     outcome = SendOutcome.failed("gateway_error", f"{type(exc).__name__}: {exc}")
             self.handed_over += 1
-            await self._record(item, outcome)
+            await self._record(_Outcome(item, outcome))
         finally:
             self._in_flight[item.gateway] = max(0, self._in_flight.get(item.gateway, 1) - 1)
             self.wake()
 
-    async def _record(self, item: Claimed, outcome: SendOutcome) -> None:
-        for attempt in range(5):
-            try:
-                status = await self._record_once(item, outcome)
-                break
-            except (SQLAlchemyError, OSError) as exc:
-                # The lease keeps the message safe; keep trying to record the outcome.
-                log.warning(
-                    "could not record a send outcome; retrying",
-                    extra={"message_id": item.id, "error": describe_db_error(exc)},
-                )
-                await asyncio.sleep(0.2 * 2**attempt)
-        else:
-            return
-        if status is not None:
-            self._on_status(item.id, status)
+    # --- recording: outcomes and delivery reports share one transaction per batch -----------
 
-    async def _record_once(self, item: Claimed, outcome: SendOutcome) -> str | None:
-        now = utcnow()
-        async with self._sessionmaker.begin() as session:
-            m = await session.get(Message, item.id, with_for_update=True)
-            if m is None:
-                return None
-            if (
-                m.status != S.SENDING.value
-                or m.lease_owner != self.node
-                or m.gateway != item.gateway
-                or m.attempts != item.attempt
-            ):
-                # A delivery report got here first, or our lease expired and the message
-                # moved on; either way this outcome no longer decides anything.
-                if outcome.ok and m.gateway == item.gateway and not m.gateway_ref:
-                    m.gateway_ref = outcome.gateway_ref
-                return None
-            counter = GatewayRow.sent_count if outcome.ok else GatewayRow.failed_count
-            await session.execute(
-                update(GatewayRow)
-                .where(GatewayRow.name == item.gateway)
-                .values({counter: counter + 1})
-            )
-            if outcome.ok:
-                m.gateway_ref = outcome.gateway_ref
-                move(
-                    session,
-                    m,
-                    S.SENT,
-                    {"gateway": item.gateway, "gateway_ref": outcome.gateway_ref},
-                    now=now,
+    async def _record(self, entry: _Outcome | _Report) -> None:
+        """Queue for the recorder and wait until written (the lease keeps a message safe
+        meanwhile, and a driver may delete a report from the SIM only once it is stored)."""
+        entry.done = asyncio.get_running_loop().create_future()
+        self._pending.append(entry)
+        self._recorder_wake.set()
+        await asyncio.shield(entry.done)
+
+    async def record_forever(self) -> None:
+        while True:
+            await self._recorder_wake.wait()
+            self._recorder_wake.clear()
+            await self._record_pending()
+
+    async def _record_pending(self) -> None:
+        delay = 0.2
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_RECORD], self._pending[MAX_RECORD:]
+            try:
+                changes, wake = await self._record_batch(batch)
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning(
+                    "could not record send outcomes; retrying",
+                    extra={"count": len(batch), "error": describe_db_error(exc)},
                 )
-                return S.SENT.value
-            error = outcome.error or MessageError("unknown", "the gateway refused the message")
-            decision = self.policy.decide(m.attempts, outcome.kind)
-            detail: dict[str, Any] = {
-                "gateway": item.gateway,
-                "error": error.code,
-                "attempt": m.attempts,
-            }
-            if decision is None:
-                move(session, m, S.FAILED, detail, error=error, now=now)
-                return S.FAILED.value
-            m.next_attempt_at = now + timedelta(seconds=decision.delay)
-            m.avoid_gateway = item.gateway if decision.avoid_gateway else None
-            detail["retry_in"] = decision.delay
-            move(session, m, S.QUEUED, detail, error=error, now=now)
-        if decision.delay == 0:
-            self.wake()
+                self._pending[:0] = batch
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            for entry in batch:
+                if entry.done is not None and not entry.done.done():
+                    entry.done.set_result(None)
+            for message_id, status in changes:
+                self._on_status(message_id, status)
+            if wake:
+                self.wake()
+
+    async def _record_batch(
+        self, batch: list[_Outcome | _Report]
+    ) -> tuple[list[tuple[str, str]], bool]:
+        now = utcnow()
+        changes: list[tuple[str, str]] = []
+        wake = False
+        counts: dict[tuple[str, bool], int] = {}
+        async with self._sessionmaker.begin() as session:
+            ids = {e.item.id for e in batch if isinstance(e, _Outcome)}
+            ids |= {e.message_id for e in batch if isinstance(e, _Report) and e.message_id}
+            stmt = select(Message).where(Message.id.in_(sorted(ids)))
+            if self._skip_locked:
+                stmt = stmt.with_for_update()
+            rows = {m.id: m for m in (await session.scalars(stmt)).all()} if ids else {}
+            for entry in batch:
+                if isinstance(entry, _Outcome):
+                    m = rows.get(entry.item.id)
+                    status = self._apply_outcome(session, m, entry, now) if m else None
+                    if status is not None:
+                        key = (entry.item.gateway, entry.outcome.ok)
+                        counts[key] = counts.get(key, 0) + 1
+                        wake = wake or status == S.QUEUED.value
+                else:
+                    m = rows.get(entry.message_id or "") or await self._by_ref(session, entry)
+                    status = self._apply_report(session, m, entry, now) if m else None
+                if status is not None and m is not None:
+                    changes.append((m.id, status))
+            for (gateway, ok), n in counts.items():
+                counter = GatewayRow.sent_count if ok else GatewayRow.failed_count
+                await session.execute(
+                    update(GatewayRow)
+                    .where(GatewayRow.name == gateway)
+                    .values({counter: counter + n})
+                )
+        return changes, wake
+
+    def _apply_outcome(
+        self, session: AsyncSession, m: Message, entry: _Outcome, now: datetime
+    ) -> str | None:
+        item, outcome = entry.item, entry.outcome
+        if (
+            m.status != S.SENDING.value
+            or m.lease_owner != self.node
+            or m.gateway != item.gateway
+            or m.attempts != item.attempt
+        ):
+            # A delivery report got here first, or our lease expired and the message moved
+            # on; either way this outcome no longer decides anything.
+            if outcome.ok and m.gateway == item.gateway and not m.gateway_ref:
+                m.gateway_ref = outcome.gateway_ref
+            return None
+        if outcome.ok:
+            m.gateway_ref = outcome.gateway_ref
+            move(
+                session,
+                m,
+                S.SENT,
+                {"gateway": item.gateway, "gateway_ref": outcome.gateway_ref},
+                now=now,
+            )
+            return S.SENT.value
+        error = outcome.error or MessageError("unknown", "the gateway refused the message")
+        kind = outcome.kind
+        if kind is ErrorKind.GATEWAY and m.gateway_pinned:
+            kind = ErrorKind.TRANSIENT  # no other gateway may take it: back off instead
+        decision = self.policy.decide(m.attempts, kind)
+        detail: dict[str, Any] = {
+            "gateway": item.gateway,
+            "error": error.code,
+            "attempt": m.attempts,
+        }
+        if decision is None:
+            move(session, m, S.FAILED, detail, error=error, now=now)
+            return S.FAILED.value
+        m.next_attempt_at = now + timedelta(seconds=decision.delay)
+        m.avoid_gateway = item.gateway if decision.avoid_gateway else None
+        detail["retry_in"] = decision.delay
+        move(session, m, S.QUEUED, detail, error=error, now=now)
+        if decision.delay > 0:  # come back exactly when it is due, not at the next poll
+            asyncio.get_running_loop().call_later(decision.delay, self.wake)
         return S.QUEUED.value
+
+    async def _by_ref(self, session: AsyncSession, report: _Report) -> Message | None:
+        if report.gateway_ref is None:
+            return None
+        return await session.scalar(
+            select(Message)
+            .where(Message.gateway == report.gateway, Message.gateway_ref == report.gateway_ref)
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+
+    def _apply_report(
+        self, session: AsyncSession, m: Message, report: _Report, now: datetime
+    ) -> str | None:
+        if m.status not in (S.SENT.value, S.SENDING.value):
+            return None  # a duplicate or late report; the message already ended
+        new = S.DELIVERED if report.delivered else S.FAILED
+        move(
+            session,
+            m,
+            new,
+            {
+                "gateway": report.gateway,
+                "report": "delivered" if report.delivered else "undelivered",
+            },
+            error=report.error,
+            now=now,
+        )
+        return new.value
 
     # --- reports and health -------------------------------------------------------------
 
@@ -342,34 +446,7 @@ class Dispatcher:
         delivered: bool,
         error: MessageError | None = None,
     ) -> None:
-        new = S.DELIVERED if delivered else S.FAILED
-        async with self._sessionmaker.begin() as session:
-            if message_id is not None:
-                m = await session.get(Message, message_id, with_for_update=True)
-            else:
-                m = await session.scalar(
-                    select(Message)
-                    .where(Message.gateway == gateway, Message.gateway_ref == gateway_ref)
-                    .order_by(Message.id.desc())
-                    .limit(1)
-                    .with_for_update()
-                )
-            if m is None:
-                log.info(
-                    "delivery report for an unknown message",
-                    extra={"gateway": gateway, "gateway_ref": gateway_ref},
-                )
-                return
-            if m.status not in (S.SENT.value, S.SENDING.value):
-                return  # a duplicate or late report; the message already ended
-            move(
-                session,
-                m,
-                new,
-                {"gateway": gateway, "report": "delivered" if delivered else "undelivered"},
-                error=error,
-            )
-        self._on_status(m.id, new.value)
+        await self._record(_Report(gateway, message_id, gateway_ref, delivered, error))
 
     async def status_changed(self, gateway: str, status: GatewayStatus, detail: str) -> None:
         log.info(

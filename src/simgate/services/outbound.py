@@ -361,6 +361,7 @@ class Outbound:
         if idempotency_key is not None and sender.app_id is not None:
             slot = (sender.app_id, idempotency_key)
         fingerprint = req.fingerprint() if slot else ""
+        shared: asyncio.Future[Accepted] | None = None
         if slot is not None:
             replay = await self._replay(slot, fingerprint)
             if replay is not None:
@@ -372,23 +373,43 @@ class Outbound:
                 if fingerprint != first_hash:
                     raise _reused_key()
                 return Accepted(accepted.status_code, accepted.body, accepted.message_ids, True)
-        item = await self._prepare(sender, req, idempotency_key, fingerprint)
-        if slot is not None:
-            self._in_progress[slot] = (item.future, fingerprint)
+            # Registered before the next await, so a duplicate arriving meanwhile waits.
+            shared = asyncio.get_running_loop().create_future()
+            self._in_progress[slot] = (shared, fingerprint)
         try:
-            self._ensure_writer()
-            await self._queue.put(item)
-            try:
-                accepted = await asyncio.shield(item.future)
-            except IntegrityError:
-                # Another process committed the same Idempotency-Key first.
-                replay = await self._replay(slot, fingerprint) if slot else None
-                if replay is None:
-                    raise
-                return replay
+            accepted = await self._submit(sender, req, idempotency_key, fingerprint, slot)
+        except BaseException as exc:
+            if shared is not None:
+                shared.set_exception(exc)
+                shared.exception()  # retrieved: waiters (if any) get it too
+            raise
+        else:
+            if shared is not None:
+                shared.set_result(accepted)
         finally:
             if slot is not None:
                 self._in_progress.pop(slot, None)
+        return accepted
+
+    async def _submit(
+        self,
+        sender: Sender,
+        req: SendRequest,
+        idempotency_key: str | None,
+        fingerprint: str,
+        slot: tuple[int, str] | None,
+    ) -> Accepted:
+        item = await self._prepare(sender, req, idempotency_key, fingerprint)
+        self._ensure_writer()
+        await self._queue.put(item)
+        try:
+            accepted = await asyncio.shield(item.future)
+        except IntegrityError:
+            # Another process committed the same Idempotency-Key first.
+            replay = await self._replay(slot, fingerprint) if slot else None
+            if replay is None:
+                raise
+            return replay
         if item.queued_now:
             self._wake()
         return accepted
@@ -687,6 +708,9 @@ def move(
     elif new == S.DELIVERED:
         m.delivered_at = when
         m.sent_at = m.sent_at or when
+    if new in (S.SENT, S.DELIVERED):
+        # It got through: an error from an earlier attempt stays in the events only.
+        m.error_code = m.error_message = m.error_hint = None
     if error is not None:
         m.error_code, m.error_message, m.error_hint = (
             error.code,

@@ -89,6 +89,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
             await runtime.gateways.sync()
         except (SQLAlchemyError, OSError) as exc:
             log.warning("could not start gateways yet", extra={"error": describe_db_error(exc)})
+        spawn(runtime.dispatcher.record_forever(), "recorder")
         spawn(runtime.dispatcher.run(), "dispatcher")
         spawn(runtime.gateways.run(), "gateways")
         if runtime.engine.url.get_backend_name() == "postgresql":
@@ -111,6 +112,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
             # Drain: in-flight sends finish (or keep their lease for the next start).
             await runtime.dispatcher.stop(drain=min(10.0, settings.gateway_ack_timeout))
             await runtime.gateways.release()
+            await runtime.outbound.close()
             for task in tasks:
                 task.cancel()
             for task in tasks:

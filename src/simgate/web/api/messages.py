@@ -103,7 +103,13 @@ async def send(
 async def get_message(
     message_id: str, principal: AppPrincipal, session: SessionDep
 ) -> dict[str, Any]:
-    return await outbound.get_message(session, message_id, app_id=_owner_filter(principal))
+    found = await outbound.get_message(session, message_id, app_id=_owner_filter(principal))
+    needed = Scope.INBOX if found["direction"] == "inbound" else Scope.SEND
+    if not principal.allows(needed):
+        raise Forbidden(
+            f"this API key lacks the {needed.value!r} scope for {found['direction']} messages"
+        )
+    return found
 
 
 @router.get("/messages", summary="Messages, newest first, with cursor pagination")

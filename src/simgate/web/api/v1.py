@@ -134,7 +134,7 @@ async def create_app(body: AppCreate, principal: AdminPrincipal, session: Sessio
     "/apps/{name}", response_model=AppOut, summary="Set an app's sending limits (admin scope)"
 )
 async def set_limits(
-    name: str, body: AppLimits, principal: AdminPrincipal, session: SessionDep
+    name: str, body: AppLimits, principal: AdminPrincipal, session: SessionDep, runtime: RuntimeDep
 ) -> AppOut:
     given = body.model_fields_set
     info = await app_service.set_limits(
@@ -148,6 +148,7 @@ async def set_limits(
         actor=f"app:{principal.app_name}",
     )
     await session.commit()
+    runtime.outbound.forget_app(info.id)
     return _app_out(info)
 
 
