@@ -1099,3 +1099,35 @@ async def test_reading_an_inbound_message_needs_the_inbox_scope(
     found = await client.get(path, headers=bearer(inbox))
     assert found.status_code == 200
     assert found.json()["from"] == DE
+
+
+async def test_old_idempotency_keys_and_usage_windows_are_pruned(
+    client: httpx.AsyncClient, key: str, sqlite_engine: AsyncEngine
+) -> None:
+    from sqlalchemy import func, select, update
+
+    from simgate.services import outbound
+    from simgate.store.models import AppUsage, IdempotencyKey
+
+    await set_limits(sqlite_engine, rate_per_minute=100)
+    for i in range(2):
+        resp = await send(client, key, {"to": DE, "body": "x"}, idempotency_key=f"k{i}")
+        assert resp.status_code == 202
+    sm = make_sessionmaker(sqlite_engine)
+    async with sm.begin() as session:
+        old = datetime.now(UTC) - timedelta(days=3)
+        await session.execute(
+            update(IdempotencyKey).where(IdempotencyKey.key == "k0").values(created_at=old)
+        )
+        await session.execute(update(AppUsage).values(window_start=old))
+    async with sm.begin() as session:
+        assert await outbound.prune(session, idempotency_hours=24) == 2
+    async with sm() as session:
+        keys = list(await session.scalars(select(IdempotencyKey.key)))
+        usage = await session.scalar(select(func.count()).select_from(AppUsage))
+    assert keys == ["k1"]
+    assert usage == 0
+    # the pruned key is free again: a new request with it makes a new message
+    again = await send(client, key, {"to": DE, "body": "y"}, idempotency_key="k0")
+    assert again.status_code == 202
+    assert "idempotent-replayed" not in again.headers

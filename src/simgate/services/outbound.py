@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, insert, or_, select, text, update
+from sqlalchemy import and_, delete, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -721,3 +721,18 @@ def move(
         m.lease_owner = None
         m.lease_expires_at = None
     session.add(MessageEvent(message_id=m.id, status=new.value, at=when, detail=detail))
+
+
+async def prune(session: AsyncSession, *, idempotency_hours: int) -> int:
+    """Forget Idempotency-Keys older than ``idempotency_hours`` and usage counters of
+    windows that have closed (the longest window is a day)."""
+    now = utcnow()
+    keys = await session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.created_at < now - timedelta(hours=idempotency_hours)
+        )
+    )
+    usage = await session.execute(
+        delete(AppUsage).where(AppUsage.window_start < now - timedelta(days=2))
+    )
+    return int(getattr(keys, "rowcount", 0) or 0) + int(getattr(usage, "rowcount", 0) or 0)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from simgate import __version__
 from simgate.config import Settings
-from simgate.services import audit, request_log, sessions
+from simgate.services import audit, outbound, request_log, sessions
 from simgate.services.notify import listen_forever
 from simgate.services.outbound import NOTIFY_CHANNEL
 from simgate.store.engine import describe_db_error, make_engine
@@ -54,12 +54,18 @@ async def _prune_forever(runtime: Runtime) -> None:
                 )
                 m = await audit.prune(session, older_than_days=settings.audit_log_retention_days)
                 k = await sessions.prune(session)
-            if n or m or k:
+                i = await outbound.prune(session, idempotency_hours=settings.idempotency_ttl_hours)
+            if n or m or k or i:
                 log.info(
                     "pruned old rows",
-                    extra={"api_requests": n, "audit_events": m, "sessions": k},
+                    extra={
+                        "api_requests": n,
+                        "audit_events": m,
+                        "sessions": k,
+                        "idempotency_and_usage": i,
+                    },
                 )
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             log.warning("pruning failed", extra={"error": describe_db_error(exc)})
         await asyncio.sleep(PRUNE_EVERY)
 
