@@ -212,8 +212,9 @@ async def _demo_setup(engine: AsyncEngine, settings: Settings) -> list[str]:
             _, key = await app_service.create_app(session, name="demo", owner=None, actor="demo")
             lines.append(f"Demo app key (shown once): {key.secret}")
             lines.append(
-                "Try: curl -H 'Authorization: Bearer <key>' "
-                f"http://{_display_host(settings.host)}:{settings.port}/api/v1/me"
+                "Send one: curl -H 'Authorization: Bearer <key>' -H 'Content-Type: "
+                'application/json\' -d \'{"to": "+4915112345678", "body": "Hello"}\' '
+                f"http://{_display_host(settings.host)}:{settings.port}/api/v1/messages"
             )
         else:
             lines.append("Demo app exists; a new key: 'simgate key create demo'")
