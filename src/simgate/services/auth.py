@@ -92,18 +92,24 @@ class KeyAuthenticator:
     def invalidate(self) -> None:
         self._cache.clear()
 
-    async def authenticate(self, presented: str) -> Principal | None:
-        """The principal for a presented key, or None when it is unknown, revoked or
-        malformed."""
+    def _cached(self, digest: str) -> object | None:
+        """The cached answer for a key digest (no await: the common case stays cheap)."""
         if self._marker is not None:
             stamp = self._stamp()
             if stamp != self._marker_stamp:
                 self._marker_stamp = stamp
                 self.invalidate()
-        digest = hash_key(presented)
         cached = self._cache.get(digest)
         if cached is not None:
             self.hits += 1
+        return cached
+
+    async def authenticate(self, presented: str) -> Principal | None:
+        """The principal for a presented key, or None when it is unknown, revoked or
+        malformed."""
+        digest = hash_key(presented)
+        cached = self._cached(digest)
+        if cached is not None:
             return None if cached is _UNKNOWN else cached  # type: ignore[return-value]
         self.misses += 1
         prefix = key_prefix(presented)

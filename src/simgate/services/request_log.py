@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +25,8 @@ from simgate.store.models import ApiKey, ApiRequest
 from simgate.store.types import utcnow
 
 log = logging.getLogger(__name__)
+# Core insert on the table: the ORM bulk path costs several microseconds more per row.
+_TABLE = cast(Table, ApiRequest.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,10 @@ class RequestEntry:
     client_ip: str
     request_id: str
 
+    def row(self) -> dict[str, object]:
+        # Not dataclasses.asdict: that deep-copies every value, a real cost per API call.
+        return {f: getattr(self, f) for f in self.__slots__}
+
 
 class RequestLog:
     def __init__(
@@ -45,7 +52,7 @@ class RequestLog:
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         max_pending: int = 20_000,
-        batch_size: int = 1_000,
+        batch_size: int = 200,
         interval: float = 0.5,
         on_drop: Callable[[], None] | None = None,
     ) -> None:
@@ -83,7 +90,7 @@ class RequestLog:
             batch = self._pending[: self._batch_size]
             try:
                 async with self._sessionmaker.begin() as session:
-                    await session.execute(insert(ApiRequest), [asdict(e) for e in batch])
+                    await session.execute(insert(_TABLE), [e.row() for e in batch])
                     await self._touch_keys(session, batch)
             except (SQLAlchemyError, OSError) as exc:
                 log.warning(

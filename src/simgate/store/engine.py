@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from simgate.config import Settings, redact_url
+from simgate.store.sqlite_inline import BUSY_TIMEOUT_MS, inline_connector
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.close()
 
 
@@ -58,7 +59,7 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         # (the busy handler), costing tens of milliseconds per conflict. Queueing on one
         # connection in asyncio is far cheaper; WAL still lets other processes read.
         kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60)
-        kwargs["connect_args"] = {"timeout": 10}
+        kwargs["async_creator"] = inline_connector(make_url(url).database or "")
     else:
         kwargs.update(
             pool_size=settings.db_pool_size,

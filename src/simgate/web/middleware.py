@@ -42,6 +42,7 @@ class CoreMiddleware:
         self.runtime = runtime
         self.limit = runtime.settings.max_body_bytes
         self.access_log = runtime.settings.access_log
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,9 +141,17 @@ class CoreMiddleware:
     def _done(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         route = scope.get("route")
         path = getattr(route, "path", None) or "<unmatched>"
-        metrics = self.runtime.metrics
-        metrics.http_requests.labels(scope["method"], path, str(status)).inc()
-        metrics.http_latency.labels(path).observe(elapsed)
+        key = (scope["method"], path, status)
+        children = self._children.get(key)
+        if children is None:  # labels() costs a lock and a tuple hash per call: cache it
+            metrics = self.runtime.metrics
+            children = (
+                metrics.http_requests.labels(scope["method"], path, str(status)),
+                metrics.http_latency.labels(path),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
         client = scope.get("client")
         ip = client[0] if client else ""
         state: dict[str, Any] = scope.get("state") or {}
