@@ -89,3 +89,48 @@ def test_sigkill_while_sending_loses_nothing(data_dir: Path, clean_env: None, ro
     unfinished = {i: s for i, s in statuses.items() if s not in FINAL}
     assert unfinished == {}
     assert set(statuses.values()) <= {"sent", "delivered"}
+
+
+def test_sigterm_drains_in_flight_sends(data_dir: Path, clean_env: None) -> None:
+    """A clean stop lets sends already with a gateway finish and records them, so nothing
+    is handed over twice after the restart."""
+    env = cli_env(data_dir, SIMGATE_NODE_NAME="drain-node")
+    created = simgate("app", "create", "drainy", env=env)
+    key = created.stdout.strip().splitlines()[-1]
+    assert (
+        simgate(
+            "gateway",
+            "add",
+            "slow",
+            "--max-in-flight",
+            "8",
+            "--set",
+            "mode=sent",
+            "--set",
+            "send_delay=1.0",
+            env=env,
+        ).returncode
+        == 0
+    )
+    port = free_port()
+    server = Server(data_dir, env, port=port, name="first")
+    ids = []
+    with httpx.Client(base_url=server.url, timeout=10, headers={"X-API-Key": key}) as http:
+        for i in range(8):
+            resp = http.post("/api/v1/messages", json={"to": "+4915112345678", "body": f"d{i}"})
+            ids.append(resp.json()["id"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # wait until all eight are with the gateway
+            if all(http.get(f"/api/v1/messages/{i}").json()["status"] == "sending" for i in ids):
+                break
+            time.sleep(0.05)
+    server.stop(signal.SIGTERM)
+    again = Server(data_dir, env, port=port, name="second")
+    try:
+        with httpx.Client(base_url=again.url, timeout=10, headers={"X-API-Key": key}) as http:
+            found = [http.get(f"/api/v1/messages/{i}").json() for i in ids]
+    finally:
+        again.stop()
+    assert {m["status"] for m in found} == {"sent"}
+    for m in found:
+        assert [e["status"] for e in m["events"]].count("sending") == 1
