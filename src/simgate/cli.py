@@ -581,8 +581,14 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 def gateway_add(
     name: Annotated[str, typer.Argument(help="Unique gateway name.")],
     kind: Annotated[
-        str, typer.Option(help="fake: the built-in simulated gateway (for demos and tests).")
-    ] = "fake",
+        str | None,
+        typer.Option(
+            help="fake: the built-in simulated gateway (for demos and tests). "
+            "Required for now: the default becomes 'android' once phones can "
+            "connect.",
+            show_default=False,
+        ),
+    ] = None,
     rate_per_minute: Annotated[
         int,
         typer.Option(
@@ -604,6 +610,8 @@ def gateway_add(
     config: ConfigOpt = None,
 ) -> None:
     """Add a gateway; running servers pick it up within seconds."""
+    if kind is None:
+        fail("--kind is required: the only kind so far is 'fake' (a simulated gateway)")
     settings = settings_from(config)
     options = _options(set_ or [])
 

@@ -19,16 +19,29 @@ def env(data_dir: Path, clean_env: None) -> dict[str, str]:
 
 def test_gateway_commands_and_bad_input(env: dict[str, str]) -> None:
     ok = simgate(
-        "gateway", "add", "fake1", "--set", "mode=sent", "--rate-per-minute", "20", env=env
+        "gateway",
+        "add",
+        "fake1",
+        "--kind",
+        "fake",
+        "--set",
+        "mode=sent",
+        "--rate-per-minute",
+        "20",
+        env=env,
     )
     assert ok.returncode == 0, ok.stderr
     for args, words in [
-        (("gateway", "add", "fake1"), "already exists"),
-        (("gateway", "add", "bad name"), "not valid"),
+        (("gateway", "add", "fake1", "--kind", "fake"), "already exists"),
+        (("gateway", "add", "bad name", "--kind", "fake"), "not valid"),
         (("gateway", "add", "g2", "--kind", "pigeon"), "'pigeon' is not supported"),
-        (("gateway", "add", "g2", "--set", "mode=loud"), "fake gateway option"),
-        (("gateway", "add", "g2", "--set", "colour=red"), "unknown fake gateway option"),
-        (("gateway", "add", "g2", "--set", "novalue"), "KEY=VALUE"),
+        (("gateway", "add", "g2"), "--kind is required"),
+        (("gateway", "add", "g2", "--kind", "fake", "--set", "mode=loud"), "fake gateway option"),
+        (
+            ("gateway", "add", "g2", "--kind", "fake", "--set", "colour=red"),
+            "unknown fake gateway option",
+        ),
+        (("gateway", "add", "g2", "--kind", "fake", "--set", "novalue"), "KEY=VALUE"),
         (("gateway", "deactivate", "ghost"), "no gateway named 'ghost'"),
     ]:
         bad = simgate(*args, env=env)
@@ -74,7 +87,7 @@ def test_send_bad_input(env: dict[str, str]) -> None:
 
 
 def test_send_and_wait_through_a_running_server(env: dict[str, str], data_dir: Path) -> None:
-    assert simgate("gateway", "add", "fake1", env=env).returncode == 0
+    assert simgate("gateway", "add", "fake1", "--kind", "fake", env=env).returncode == 0
     server = Server(data_dir, env)
     try:
         done = simgate("send", "+4915112345678", "Grüße 👋", "--wait", env=env)
@@ -89,7 +102,12 @@ def test_send_and_wait_through_a_running_server(env: dict[str, str], data_dir: P
 
 
 def test_send_wait_reports_a_failure_with_its_hint(env: dict[str, str], data_dir: Path) -> None:
-    assert simgate("gateway", "add", "nope", "--set", "mode=reject", env=env).returncode == 0
+    assert (
+        simgate(
+            "gateway", "add", "nope", "--kind", "fake", "--set", "mode=reject", env=env
+        ).returncode
+        == 0
+    )
     server = Server(data_dir, env)
     try:
         done = simgate("send", "+4915112345678", "hi", "--wait", env=env)

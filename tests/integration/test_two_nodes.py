@@ -50,6 +50,8 @@ async def test_two_nodes_share_the_queue(pg_url: str, tmp_path: Path, clean_env:
             "gateway",
             "add",
             gw,
+            "--kind",
+            "fake",
             "--max-in-flight",
             "4",
             "--set",
