@@ -33,7 +33,9 @@ S = MessageStatus
 # status -> statuses it may move to. Everything not listed is illegal.
 TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
     S.SCHEDULED: frozenset({S.QUEUED, S.SENDING, S.CANCELED, S.EXPIRED}),
-    S.QUEUED: frozenset({S.SENDING, S.CANCELED, S.EXPIRED, S.FAILED}),
+    # DELIVERED/FAILED from QUEUED: a report arriving after the send timed out and the
+    # message was queued for a retry
+    S.QUEUED: frozenset({S.SENDING, S.CANCELED, S.EXPIRED, S.FAILED, S.DELIVERED}),
     # back to QUEUED: a retry after a transient error, or an expired lease after a crash
     S.SENDING: frozenset({S.SENT, S.DELIVERED, S.FAILED, S.QUEUED, S.EXPIRED}),
     # a delivery report may say the network gave up after accepting the message

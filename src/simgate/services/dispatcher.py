@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simgate.config import Settings
@@ -38,6 +38,13 @@ S = MessageStatus
 POLL_INTERVAL = 1.0  # fallback for work nobody woke us for (scheduled, other processes)
 SWEEP_INTERVAL = 5.0
 MAX_RECORD = 500
+
+
+def _transient(exc: BaseException) -> bool:
+    """A database error that passes (connection lost, deadlock, lock timeout)."""
+    if isinstance(exc, OSError | OperationalError | InterfaceError | TimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 @dataclass(slots=True)
@@ -99,6 +106,9 @@ class Dispatcher:
         self.handed_over = 0
         self._pending: list[_Outcome | _Report] = []
         self._recorder_wake = asyncio.Event()
+        self._run_task: asyncio.Task[None] | None = None
+        self._recorder_task: asyncio.Task[None] | None = None
+        self.dropped = 0
 
     # --- gateways -----------------------------------------------------------------------
 
@@ -135,8 +145,23 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    def start(self) -> None:
+        """Start claiming and recording (call from a running event loop)."""
+        self._stopping = False
+        self._recorder_task = asyncio.create_task(self.record_forever(), name="recorder")
+        self._run_task = asyncio.create_task(self.run(), name="dispatcher")
+
     async def run(self) -> None:
-        await self._reclaim(own_only=True)
+        while not self._stopping:
+            try:
+                await self._reclaim(own_only=True)
+                break
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning(
+                    "dispatcher: database not ready; retrying",
+                    extra={"error": describe_db_error(exc)},
+                )
+                await asyncio.sleep(1.0)
         while not self._stopping:
             self._wake.clear()
             try:
@@ -150,20 +175,40 @@ class Dispatcher:
                     "dispatcher: database error; retrying", extra={"error": describe_db_error(exc)}
                 )
                 await asyncio.sleep(1.0)
+            except Exception:
+                log.exception("dispatcher: unexpected error; carrying on")
+                await asyncio.sleep(1.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
 
     async def stop(self, drain: float = 10.0) -> None:
-        """Stop claiming; let in-flight sends finish for up to ``drain`` seconds. Whatever
-        is still out keeps its lease and is taken back when this node starts again."""
+        """Stop claiming; let in-flight sends finish for up to ``drain`` seconds and record
+        their outcomes. Whatever is still out keeps its lease and is taken back when this
+        node starts again, so a stop never loses a message."""
         self._stopping = True
         self.wake()
+        if self._run_task is not None:  # no claim may start sends after this point
+            self._run_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._run_task
         if self._sends:
             await asyncio.wait(list(self._sends), timeout=drain)
         for task in list(self._sends):
             task.cancel()
-        with contextlib.suppress(SQLAlchemyError, OSError):
-            await self._record_pending()
+        if self._sends:
+            await asyncio.gather(*self._sends, return_exceptions=True)
+        if self._recorder_task is not None:
+            self._recorder_task.cancel()  # an interrupted batch rolls back and stays pending
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder_task
+        try:
+            await asyncio.wait_for(self._record_pending(), timeout=5.0)
+        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+            log.warning(
+                "could not record every outcome before stopping; the leases bring "
+                "those messages back",
+                extra={"error": str(exc)},
+            )
         for gateway in list(self.gateways.values()):
             with contextlib.suppress(Exception):
                 await gateway.stop()
@@ -190,6 +235,31 @@ class Dispatcher:
         names = [v.name for v in ready]
         now = utcnow()
         claimed: list[Claimed] = []
+        taken: dict[str, int] = {}
+        buckets = {n: (b.tokens, b.updated) for n, b in self._buckets.items()}
+        try:
+            await self._claim_rows(views, names, free, mono, now, claimed, taken)
+        except BaseException:
+            # Nothing was claimed: give back the capacity and rate tokens counted for it.
+            for name, n in taken.items():
+                self._in_flight[name] = max(0, self._in_flight.get(name, 0) - n)
+            for name, (tokens, updated) in buckets.items():
+                if name in self._buckets:
+                    self._buckets[name].tokens = tokens
+                    self._buckets[name].updated = updated
+            raise
+        return claimed
+
+    async def _claim_rows(
+        self,
+        views: dict[str, GatewayView],
+        names: list[str],
+        free: int,
+        mono: float,
+        now: datetime,
+        claimed: list[Claimed],
+        taken: dict[str, int],
+    ) -> None:
         async with self._sessionmaker.begin() as session:
             stmt = (
                 select(Message)
@@ -218,6 +288,7 @@ class Dispatcher:
                 bucket = self._buckets[name]
                 bucket.take(mono)
                 self._in_flight[name] += 1
+                taken[name] = taken.get(name, 0) + 1
                 views[name] = GatewayView(
                     name,
                     True,
@@ -248,7 +319,6 @@ class Dispatcher:
                         name,
                     )
                 )
-        return claimed
 
     async def _send(self, item: Claimed) -> None:
         gateway = self.gateways.get(item.gateway)
@@ -299,30 +369,66 @@ class Dispatcher:
         while True:
             await self._recorder_wake.wait()
             self._recorder_wake.clear()
-            await self._record_pending()
+            try:
+                await self._record_pending()
+            except Exception:  # never let the recorder die: every send waits on it
+                log.exception("recorder: unexpected error; carrying on")
+                await asyncio.sleep(1.0)
+                self._recorder_wake.set()
 
     async def _record_pending(self) -> None:
+        """Write pending outcomes and reports, oldest first. A batch is removed only once
+        written; a database outage is waited out; an entry the database refuses for good
+        is logged and dropped rather than blocking every later one (its message's lease
+        still brings it back)."""
         delay = 0.2
         while self._pending:
-            batch, self._pending = self._pending[:MAX_RECORD], self._pending[MAX_RECORD:]
+            batch = self._pending[:MAX_RECORD]
             try:
                 changes, wake = await self._record_batch(batch)
-            except (SQLAlchemyError, OSError) as exc:
-                log.warning(
-                    "could not record send outcomes; retrying",
-                    extra={"count": len(batch), "error": describe_db_error(exc)},
-                )
-                self._pending[:0] = batch
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            for entry in batch:
+                written = len(batch)
+            except Exception as exc:
+                if _transient(exc):
+                    log.warning(
+                        "could not record send outcomes; retrying",
+                        extra={"count": len(batch), "error": describe_db_error(exc)},
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                changes, wake, written = await self._record_one_by_one(batch)
+                if written == 0:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            done, self._pending = self._pending[:written], self._pending[written:]
+            for entry in done:
                 if entry.done is not None and not entry.done.done():
                     entry.done.set_result(None)
             for message_id, status in changes:
                 self._on_status(message_id, status)
             if wake:
                 self.wake()
+
+    async def _record_one_by_one(
+        self, batch: list[_Outcome | _Report]
+    ) -> tuple[list[tuple[str, str]], bool, int]:
+        changes: list[tuple[str, str]] = []
+        wake = False
+        for i, entry in enumerate(batch):
+            try:
+                c, w = await self._record_batch([entry])
+            except Exception as exc:
+                if _transient(exc):
+                    return changes, wake, i  # the rest waits for the next try
+                self.dropped += 1
+                log.error(
+                    "dropping an outcome the database refuses",
+                    extra={"entry": repr(entry)[:300], "error": describe_db_error(exc)},
+                )
+                continue
+            changes += c
+            wake = wake or w
+        return changes, wake, len(batch)
 
     async def _record_batch(
         self, batch: list[_Outcome | _Report]
@@ -373,10 +479,10 @@ class Dispatcher:
             # A delivery report got here first, or our lease expired and the message moved
             # on; either way this outcome no longer decides anything.
             if outcome.ok and m.gateway == item.gateway and not m.gateway_ref:
-                m.gateway_ref = outcome.gateway_ref
+                m.gateway_ref = (outcome.gateway_ref or "")[:64] or None
             return None
         if outcome.ok:
-            m.gateway_ref = outcome.gateway_ref
+            m.gateway_ref = (outcome.gateway_ref or "")[:64] or None
             move(
                 session,
                 m,
@@ -419,8 +525,11 @@ class Dispatcher:
     def _apply_report(
         self, session: AsyncSession, m: Message, report: _Report, now: datetime
     ) -> str | None:
-        if m.status not in (S.SENT.value, S.SENDING.value):
+        late = m.status == S.QUEUED.value and m.gateway == report.gateway
+        if m.status not in (S.SENT.value, S.SENDING.value) and not late:
             return None  # a duplicate or late report; the message already ended
+        # ``late``: the gateway's answer timed out and the message went back to the queue,
+        # but the report proves it went out; sending it again would duplicate it.
         new = S.DELIVERED if report.delivered else S.FAILED
         move(
             session,
@@ -456,11 +565,15 @@ class Dispatcher:
             async with self._sessionmaker.begin() as session:
                 await session.execute(
                     update(GatewayRow)
-                    .where(GatewayRow.name == gateway)
+                    # Only while this node holds it: a node that just lost a gateway
+                    # must not write over its new owner's claim.
+                    .where(
+                        GatewayRow.name == gateway,
+                        or_(GatewayRow.node == self.node, GatewayRow.node.is_(None)),
+                    )
                     .values(
                         status=status.value,
                         status_detail=detail[:255],
-                        node=self.node,
                         last_seen_at=utcnow(),
                     )
                 )

@@ -713,7 +713,7 @@ def move(
         m.error_code = m.error_message = m.error_hint = None
     if error is not None:
         m.error_code, m.error_message, m.error_hint = (
-            error.code,
+            error.code[:64],
             error.message[:255],
             error.hint[:255],
         )

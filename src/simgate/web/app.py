@@ -95,8 +95,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
             await runtime.gateways.sync()
         except (SQLAlchemyError, OSError) as exc:
             log.warning("could not start gateways yet", extra={"error": describe_db_error(exc)})
-        spawn(runtime.dispatcher.record_forever(), "recorder")
-        spawn(runtime.dispatcher.run(), "dispatcher")
+        runtime.dispatcher.start()
         spawn(runtime.gateways.run(), "gateways")
         if runtime.engine.url.get_backend_name() == "postgresql":
             spawn(
