@@ -144,7 +144,9 @@ class Settings(BaseSettings):
     # Gateways and the dispatcher
     node_name: str = Field(default="", description="This server's name among several nodes.")
     gateway_ack_timeout: float = Field(default=30.0, gt=0)
-    gateway_offline_after: float = Field(default=120.0, gt=0)
+    # Gateways claim their node every 10 s; anything under three missed claims would let
+    # nodes snatch gateways from each other.
+    gateway_offline_after: float = Field(default=120.0, ge=30)
     retry_max_attempts: int = Field(default=5, ge=1)
     retry_base_delay: float = Field(default=2.0, ge=0)
     retry_max_delay: float = Field(default=300.0, ge=0)

@@ -102,3 +102,33 @@ async def test_two_nodes_share_the_queue(pg_url: str, tmp_path: Path, clean_env:
         assert [e["status"] for e in m["events"]].count("sending") == 1, m["events"]
     used = {m["gateway"] for m in done.values()}
     assert used == {"gw-a", "gw-b"}
+
+
+async def test_a_revoked_key_is_refused_by_another_node_at_once(
+    pg_url: str, tmp_path: Path, clean_env: None
+) -> None:
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        d.mkdir()
+    envs = [
+        cli_env(
+            d, SIMGATE_DATABASE_URL=pg_url, SIMGATE_NODE_NAME=name, SIMGATE_AUTH_SYNC_INTERVAL="60"
+        )  # the poll alone would take a minute
+        for d, name in zip(dirs, ("node-a", "node-b"), strict=True)
+    ]
+    made = simgate("app", "create", "multi", env=envs[0])
+    key = made.stdout.strip().splitlines()[-1]
+    b = await asyncio.to_thread(Server, dirs[1], envs[1], name="b")
+    try:
+        with httpx.Client(base_url=b.url, timeout=10, headers={"X-API-Key": key}) as http:
+            assert http.get("/api/v1/me").status_code == 200  # cached on node B
+            # revoked from node A's host: B's marker file never changes, NOTIFY tells it
+            assert simgate("key", "revoke", key[:13], env=envs[0]).returncode == 0
+            deadline = time.monotonic() + 2
+            status = http.get("/api/v1/me").status_code
+            while status == 200 and time.monotonic() < deadline:
+                time.sleep(0.05)
+                status = http.get("/api/v1/me").status_code
+            assert status == 401
+    finally:
+        await asyncio.to_thread(b.stop)

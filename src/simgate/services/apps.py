@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +27,7 @@ from simgate.store.types import utcnow
 
 APP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 AUTH_GENERATION = "auth_generation"
+AUTH_CHANNEL = "simgate_auth"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,9 @@ async def bump_auth_generation(session: AsyncSession) -> None:
     await session.execute(
         update(Counter).where(Counter.name == AUTH_GENERATION).values(value=Counter.value + 1)
     )
+    if session.get_bind().dialect.name == "postgresql":
+        # Other nodes forget at once (delivered at commit); elsewhere they poll.
+        await session.execute(text("SELECT pg_notify(:c, '')"), {"c": AUTH_CHANNEL})
 
 
 async def auth_generation(session: AsyncSession) -> int:

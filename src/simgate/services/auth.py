@@ -102,6 +102,9 @@ class KeyAuthenticator:
         cached = self._cache.get(digest)
         if cached is not None:
             self.hits += 1
+            # least recently used goes first, so a flood of made-up keys cannot push out
+            # the keys in use
+            self._cache.move_to_end(digest)
         return cached
 
     async def authenticate(self, presented: str) -> Principal | None:

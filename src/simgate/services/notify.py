@@ -24,17 +24,19 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-async def listen_forever(url: str, channel: str, on_notify: Callable[[], None]) -> None:
-    """Call ``on_notify`` for each NOTIFY on ``channel``; reconnect with backoff."""
+async def listen_forever(url: str, channels: dict[str, Callable[[], None]]) -> None:
+    """Call ``channels[c]`` for each NOTIFY on channel ``c``; reconnect with backoff."""
     delay = 0.5
     while True:
         conn: Any = None
         try:
             conn = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
-            await conn.add_listener(channel, lambda *_: on_notify())
-            log.info("listening for wake-ups", extra={"channel": channel})
+            for channel, callback in channels.items():
+                await conn.add_listener(channel, _call(callback))
+            log.info("listening for wake-ups", extra={"channels": sorted(channels)})
             delay = 0.5
-            on_notify()  # anything queued while we were not listening
+            for callback in channels.values():
+                callback()  # whatever happened while we were not listening
             while not conn.is_closed():
                 await asyncio.sleep(5)
                 await conn.execute("SELECT 1")
@@ -50,3 +52,10 @@ async def listen_forever(url: str, channel: str, on_notify: Callable[[], None]) 
                 await conn.close()
         await asyncio.sleep(delay)
         delay = min(delay * 2, 10.0)
+
+
+def _call(callback: Callable[[], None]) -> Callable[..., None]:
+    def listener(*_: Any) -> None:
+        callback()
+
+    return listener

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import and_, delete, insert, or_, select, text, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simgate.config import Settings
@@ -183,6 +183,8 @@ class Outbound:
     def _check_body(self, body: str) -> encoding.SegmentInfo:
         if not body.strip():
             raise Invalid("body: must not be empty", field="body")
+        if "\x00" in body:
+            raise Invalid("body: must not contain NUL characters", field="body")
         info = encoding.segment_info(body)
         if info.segments > self._settings.max_segments:
             raise Invalid(
@@ -329,6 +331,7 @@ class Outbound:
         A conditional UPDATE, so concurrent requests on any node cannot overshoot."""
         assert item.quota is not None
         app_id, n, policy, windows, now = item.quota
+        counted: list[tuple[str, datetime]] = []
         for window, start, limit, length in windows:
             result = await session.execute(
                 update(AppUsage)
@@ -341,12 +344,24 @@ class Outbound:
                 .values(count=AppUsage.count + n)
             )
             if not getattr(result, "rowcount", 0):
+                # A refused request uses no quota: give back what the earlier windows took.
+                for done_window, done_start in counted:
+                    await session.execute(
+                        update(AppUsage)
+                        .where(
+                            AppUsage.app_id == app_id,
+                            AppUsage.window == done_window,
+                            AppUsage.window_start == done_start,
+                        )
+                        .values(count=AppUsage.count - n)
+                    )
                 retry = max(1, int((start + length - now).total_seconds()) + 1)
                 return RateLimited(
                     f"app {policy.name!r} may send {limit} messages per {window}; this request "
                     f"has {n}; try again in {retry} s",
                     retry_after=retry,
                 )
+            counted.append((window, start))
         return None
 
     # --- the write ----------------------------------------------------------------------
@@ -522,48 +537,57 @@ class Outbound:
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < MAX_BATCH:
                 batch.append(self._queue.get_nowait())
-            await self._write(batch)
+            try:
+                await self._write(batch)
+            except Exception as exc:  # never leave a request waiting on a dead writer
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
 
     async def _write(self, batch: list[_Pending]) -> None:
-        outcomes: list[Exception | None] = [None] * len(batch)
         try:
-            async with self._sessionmaker.begin() as session:
-                rows: list[dict[str, Any]] = []
-                events: list[dict[str, Any]] = []
-                keys: list[dict[str, Any]] = []
-                for i, item in enumerate(batch):
-                    if item.quota is not None:
-                        outcomes[i] = await self._count(session, item)
-                        if outcomes[i] is not None:
-                            continue
-                    rows += item.rows
-                    events += item.events
-                    if item.idem is not None:
-                        keys.append(item.idem)
-                if keys:
-                    await session.execute(insert(IdempotencyKey), keys)
-                if rows:
-                    await session.execute(insert(Message), rows)
-                    await session.execute(insert(MessageEvent), events)
-                if self._notify and any(item.queued_now for item in batch):
-                    await session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
-        except (SQLAlchemyError, OSError) as exc:
+            outcomes = await self._write_batch(batch)
+        except IntegrityError as exc:
             if len(batch) > 1:
-                # One bad request (a duplicate key from another node) must not fail the
-                # rest: write them one by one.
+                # One request clashed (an Idempotency-Key another node committed first):
+                # write the others one by one so only that one is answered with it.
                 for item in batch:
                     await self._write([item])
                 return
-            if not batch[0].future.done():
-                batch[0].future.set_exception(exc)
-            return
-        for item, error in zip(batch, outcomes, strict=True):
+            outcomes = [exc]
+        except Exception as exc:  # an outage: every request in the batch gets the error
+            outcomes = [exc] * len(batch)
+        for item, outcome in zip(batch, outcomes, strict=True):
             if item.future.done():
                 continue
-            if error is not None:
-                item.future.set_exception(error)
+            if outcome is not None:
+                item.future.set_exception(outcome)
             else:
                 item.future.set_result(Accepted(202, item.body, [r["id"] for r in item.rows]))
+
+    async def _write_batch(self, batch: list[_Pending]) -> list[Exception | None]:
+        outcomes: list[Exception | None] = [None] * len(batch)
+        async with self._sessionmaker.begin() as session:
+            rows: list[dict[str, Any]] = []
+            events: list[dict[str, Any]] = []
+            keys: list[dict[str, Any]] = []
+            for i, item in enumerate(batch):
+                if item.quota is not None:
+                    outcomes[i] = await self._count(session, item)
+                    if outcomes[i] is not None:
+                        continue
+                rows += item.rows
+                events += item.events
+                if item.idem is not None:
+                    keys.append(item.idem)
+            if keys:
+                await session.execute(insert(IdempotencyKey), keys)
+            if rows:
+                await session.execute(insert(Message), rows)
+                await session.execute(insert(MessageEvent), events)
+            if self._notify and any(item.queued_now for item in batch):
+                await session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
+        return outcomes
 
 
 # --- reading ---------------------------------------------------------------------------

@@ -69,8 +69,13 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         )
         if backend in ("mysql", "mariadb"):
             kwargs["connect_args"] = {"charset": "utf8mb4", "connect_timeout": 10}
+            # READ COMMITTED: under MariaDB's default REPEATABLE READ, the claim's locking
+            # read takes gap locks that make two nodes deadlock and take turns.
+            kwargs["isolation_level"] = "READ COMMITTED"
         else:
-            kwargs["connect_args"] = {"timeout": 10}
+            # A statement that hangs (a dead connection) fails after 30 s instead of
+            # stalling every send behind it.
+            kwargs["connect_args"] = {"timeout": 10, "command_timeout": 30}
     engine = create_async_engine(url, **kwargs)
     if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

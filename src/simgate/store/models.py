@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from simgate.store.types import UTCDateTime, utcnow
@@ -31,6 +32,10 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+BinaryString255 = String(255).with_variant(
+    mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb"
+)
 
 # BIGINT ids on servers, INTEGER on SQLite (only INTEGER PRIMARY KEY autoincrements there).
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -212,7 +217,8 @@ class IdempotencyKey(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     app_id: Mapped[int] = mapped_column(BigId, ForeignKey("apps.id", ondelete="CASCADE"))
-    key: Mapped[str] = mapped_column(String(255))
+    # Compared byte for byte: MariaDB's default collation would treat "abc" and "ABC " as one.
+    key: Mapped[str] = mapped_column(BinaryString255)
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any]] = mapped_column(JSON)

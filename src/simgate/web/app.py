@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from simgate import __version__
 from simgate.config import Settings
 from simgate.services import audit, outbound, request_log, sessions
+from simgate.services.apps import AUTH_CHANNEL
 from simgate.services.notify import listen_forever
 from simgate.services.outbound import NOTIFY_CHANNEL
 from simgate.store.engine import describe_db_error, make_engine
@@ -98,12 +99,11 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> Fast
         runtime.dispatcher.start()
         spawn(runtime.gateways.run(), "gateways")
         if runtime.engine.url.get_backend_name() == "postgresql":
-            spawn(
-                listen_forever(
-                    settings.effective_database_url, NOTIFY_CHANNEL, runtime.dispatcher.wake
-                ),
-                "wake-listener",
-            )
+            channels = {
+                NOTIFY_CHANNEL: runtime.dispatcher.wake,
+                AUTH_CHANNEL: runtime.authenticator.invalidate,
+            }
+            spawn(listen_forever(settings.effective_database_url, channels), "wake-listener")
         spawn(runtime.request_log.run(), "request-log")
         spawn(runtime.authenticator.sync_forever(), "auth-sync")
         spawn(_prune_forever(runtime), "prune")

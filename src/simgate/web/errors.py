@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
 from simgate.errors import RateLimited, SimgateError
 from simgate.logs import request_id_var
+
+log = logging.getLogger(__name__)
 
 CODES = {
     400: "bad_request",
@@ -155,6 +159,27 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status, exc.message, code=exc.code, field=exc.field, hint=exc.hint, headers=headers
         )
 
+    async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
+        outage = (
+            not isinstance(exc, DBAPIError)
+            or isinstance(exc, OperationalError | InterfaceError)
+            or exc.connection_invalidated
+        )
+        if not outage:
+            raise exc  # a real bug, not an outage: let it be a logged 500
+        log.warning(
+            "database unavailable",
+            extra={"path": request.url.path, "error": str(getattr(exc, "orig", exc))[:200]},
+        )
+        return error_response(
+            503,
+            "the database is unavailable; try again shortly",
+            code="unavailable",
+            headers={"Retry-After": "5"},
+        )
+
     app.add_exception_handler(HTTPException, on_http)
+    for kind in (OperationalError, InterfaceError, DBAPIError, ConnectionError, TimeoutError):
+        app.add_exception_handler(kind, on_database_down)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(SimgateError, on_simgate)

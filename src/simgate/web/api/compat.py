@@ -38,7 +38,7 @@ async def sendsms(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
     try:
         data = json.loads(await request.body() or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):
         return _error(400, "request body is not valid JSON", field="body")
     if not isinstance(data, dict):
         return _error(

@@ -12,6 +12,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from simgate.domain.keys import Scope
 from simgate.domain.messages import Direction, MessageStatus, Priority
+from simgate.domain.phone import InvalidNumber, normalise
 from simgate.errors import Forbidden, Invalid
 from simgate.services import gateways as gateway_service
 from simgate.services import outbound
@@ -55,7 +56,13 @@ class SendBody(Strict):
     @field_validator("metadata")
     @classmethod
     def _small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(json.dumps(value)) > MAX_METADATA_BYTES:
+        if value is None:
+            return value
+        try:
+            size = len(json.dumps(value, allow_nan=False))
+        except ValueError:
+            raise ValueError("must be plain JSON (no NaN or Infinity)") from None
+        if size > MAX_METADATA_BYTES:
             raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
         return value
 
@@ -116,6 +123,7 @@ async def get_message(
 async def list_messages(
     principal: AppPrincipal,
     session: SessionDep,
+    runtime: RuntimeDep,
     direction: Literal["inbound", "outbound"] | None = None,
     status: Annotated[str | None, Query(description="e.g. queued, sent, delivered")] = None,
     phone: Annotated[str | None, Query(description="E.164 number, to or from")] = None,
@@ -134,6 +142,13 @@ async def list_messages(
         raise Forbidden(f"this API key lacks the {scope!r} scope for {direction} messages")
     if status is not None and status not in {s.value for s in MessageStatus}:
         raise Invalid(f"status: {status!r} is not a message status", field="status")
+    if phone is not None:
+        try:
+            phone = normalise(phone, runtime.settings.default_region or None).e164
+        except InvalidNumber as exc:
+            raise Invalid(
+                f"phone: {phone!r} {exc} (write + as %2B in a URL)", field="phone"
+            ) from None
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     data, next_cursor = await outbound.list_messages(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 from simgate.store.types import UTCDateTime
 
@@ -59,7 +60,13 @@ def upgrade() -> None:
         "idempotency_keys",
         sa.Column("id", BigId, autoincrement=True, nullable=False),
         sa.Column("app_id", BigId, nullable=False),
-        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column(
+            "key",
+            sa.String(length=255).with_variant(
+                mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb"
+            ),
+            nullable=False,
+        ),
         sa.Column("request_hash", sa.String(length=64), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=False),
         sa.Column("response", sa.JSON(), nullable=False),
