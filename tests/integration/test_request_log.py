@@ -102,3 +102,20 @@ async def test_concurrent_flushes_write_each_entry_once(engine: AsyncEngine) -> 
         log.record(_entry("sg_aaaaaaaaaa"))
     await asyncio.gather(log.flush(), log.flush(), log.flush())
     assert await _rows(engine) == 10
+
+
+async def test_prune_in_chunks(engine: AsyncEngine) -> None:
+    await make_key(engine)
+    log = RequestLog(make_sessionmaker(engine))
+    for _ in range(7):
+        log.record(_entry("sg_aaaaaaaaaa", age=timedelta(days=40)))
+    log.record(_entry("sg_aaaaaaaaaa"))
+    await log.flush()
+    removed = []
+    while True:
+        async with make_sessionmaker(engine).begin() as s:
+            removed.append(await request_log.prune(s, older_than_days=30, limit=3))
+        if removed[-1] < 3:
+            break
+    assert removed == [3, 3, 1]
+    assert await _rows(engine) == 1

@@ -129,10 +129,24 @@ class RequestLog:
                 await asyncio.shield(self.flush())
 
 
-async def prune(session: AsyncSession, *, older_than_days: int) -> int:
+async def prune(session: AsyncSession, *, older_than_days: int, limit: int | None = None) -> int:
+    """Delete entries older than ``older_than_days``; at most ``limit`` of them, so a large
+    backlog goes in short transactions that let requests through in between."""
     cutoff = utcnow() - timedelta(days=older_than_days)
-    result = await session.execute(delete(ApiRequest).where(ApiRequest.created_at < cutoff))
-    return int(getattr(result, "rowcount", 0) or 0)
+    if limit is None:
+        result = await session.execute(delete(ApiRequest).where(ApiRequest.created_at < cutoff))
+        return int(getattr(result, "rowcount", 0) or 0)
+    ids = list(
+        await session.scalars(
+            select(ApiRequest.id)
+            .where(ApiRequest.created_at < cutoff)
+            .order_by(ApiRequest.id)
+            .limit(limit)
+        )
+    )
+    if ids:
+        await session.execute(delete(ApiRequest).where(ApiRequest.id.in_(ids)))
+    return len(ids)
 
 
 async def recent(

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 DOCS_ASSETS = Path(fastapi_offline.__file__).with_name("static")
 STATIC_DIR = Path(__file__).with_name("static")
 PRUNE_EVERY = 3600.0
+PRUNE_CHUNK = 5000
 
 DESCRIPTION = """\
 simgate turns SIM cards into an SMS API. Authenticate with an app key:
@@ -49,10 +50,19 @@ async def _prune_forever(runtime: Runtime) -> None:
     settings = runtime.settings
     while True:
         try:
+            n = 0
+            while True:  # the request log can be large: delete it in short transactions
+                async with runtime.sessionmaker.begin() as session:
+                    chunk = await request_log.prune(
+                        session,
+                        older_than_days=settings.request_log_retention_days,
+                        limit=PRUNE_CHUNK,
+                    )
+                n += chunk
+                if chunk < PRUNE_CHUNK:
+                    break
+                await asyncio.sleep(0.05)
             async with runtime.sessionmaker.begin() as session:
-                n = await request_log.prune(
-                    session, older_than_days=settings.request_log_retention_days
-                )
                 m = await audit.prune(session, older_than_days=settings.audit_log_retention_days)
                 k = await sessions.prune(session)
                 i = await outbound.prune(session, idempotency_hours=settings.idempotency_ttl_hours)
