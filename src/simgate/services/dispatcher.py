@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simgate.config import Settings
-from simgate.domain.messages import CLAIMABLE, MessageError, MessageStatus
+from simgate.domain.messages import CLAIMABLE, MessageError, MessageStatus, Priority
 from simgate.domain.retry import ErrorKind, RetryPolicy
 from simgate.domain.routing import GatewayView, TokenBucket, choose
 from simgate.drivers.base import Gateway, GatewayStatus, OutboundSms, SendOutcome
@@ -261,19 +261,31 @@ class Dispatcher:
         taken: dict[str, int],
     ) -> None:
         async with self._sessionmaker.begin() as session:
-            stmt = (
-                select(Message)
-                .where(
-                    Message.status.in_([s.value for s in CLAIMABLE]),
-                    Message.next_attempt_at <= now,
-                    or_(Message.gateway_pinned.is_(None), Message.gateway_pinned.in_(names)),
-                )
-                .order_by(Message.priority.desc(), Message.next_attempt_at, Message.id)
-                .limit(free)
-            )
-            if self._skip_locked:
-                stmt = stmt.with_for_update(skip_locked=True)
-            for m in (await session.scalars(stmt)).all():
+            rows: list[Message] = []
+            # One query per (priority, status), each an ordered range scan of
+            # ix_messages_claim that stops at the limit: a single query ordered by
+            # priority across two statuses would sort the whole backlog every time.
+            for priority in (Priority.HIGH, Priority.NORMAL):
+                for status in (S.QUEUED, S.SCHEDULED):
+                    if len(rows) >= free:
+                        break
+                    stmt = (
+                        select(Message)
+                        .where(
+                            Message.status == status.value,
+                            Message.priority == int(priority),
+                            Message.next_attempt_at <= now,
+                            or_(
+                                Message.gateway_pinned.is_(None), Message.gateway_pinned.in_(names)
+                            ),
+                        )
+                        .order_by(Message.next_attempt_at, Message.id)
+                        .limit(free - len(rows))
+                    )
+                    if self._skip_locked:
+                        stmt = stmt.with_for_update(skip_locked=True)
+                    rows += (await session.scalars(stmt)).all()
+            for m in rows:
                 if m.expires_at is not None and m.expires_at <= now:
                     move(session, m, S.EXPIRED, {"reason": "ttl passed before sending"}, now=now)
                     self._on_status(m.id, S.EXPIRED.value)
@@ -610,18 +622,20 @@ class Dispatcher:
     async def _expire(self) -> None:
         now = utcnow()
         async with self._sessionmaker.begin() as session:
-            stmt = (
-                select(Message)
-                .where(
-                    Message.status.in_([s.value for s in CLAIMABLE]),
-                    Message.expires_at.is_not(None),
-                    Message.expires_at <= now,
+            expired: list[Message] = []
+            for status in CLAIMABLE:  # each a range scan of ix_messages_expiry
+                stmt = (
+                    select(Message)
+                    .where(
+                        Message.status == status.value,
+                        Message.expires_at.is_not(None),
+                        Message.expires_at <= now,
+                    )
+                    .limit(1000)
                 )
-                .limit(1000)
-            )
-            if self._skip_locked:
-                stmt = stmt.with_for_update(skip_locked=True)
-            expired = (await session.scalars(stmt)).all()
+                if self._skip_locked:
+                    stmt = stmt.with_for_update(skip_locked=True)
+                expired += (await session.scalars(stmt)).all()
             for m in expired:
                 move(session, m, S.EXPIRED, {"reason": "ttl passed before sending"}, now=now)
         for m in expired:

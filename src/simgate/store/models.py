@@ -155,7 +155,8 @@ class Message(Base):
 
     __tablename__ = "messages"
     __table_args__ = (
-        Index("ix_messages_claim", "status", "next_attempt_at"),
+        Index("ix_messages_claim", "status", "priority", "next_attempt_at", "id"),
+        Index("ix_messages_expiry", "status", "expires_at"),
         Index("ix_messages_lease", "status", "lease_expires_at"),
         Index("ix_messages_app_id_id", "app_id", "id"),
         Index("ix_messages_direction_id", "direction", "id"),

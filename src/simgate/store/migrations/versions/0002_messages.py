@@ -119,7 +119,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
     )
     op.create_index("ix_messages_app_id_id", "messages", ["app_id", "id"], unique=False)
-    op.create_index("ix_messages_claim", "messages", ["status", "next_attempt_at"], unique=False)
+    op.create_index(
+        "ix_messages_claim",
+        "messages",
+        ["status", "priority", "next_attempt_at", "id"],
+        unique=False,
+    )
+    op.create_index("ix_messages_expiry", "messages", ["status", "expires_at"], unique=False)
     op.create_index("ix_messages_direction_id", "messages", ["direction", "id"], unique=False)
     op.create_index("ix_messages_gateway_ref", "messages", ["gateway", "gateway_ref"], unique=False)
     op.create_index("ix_messages_lease", "messages", ["status", "lease_expires_at"], unique=False)
