@@ -1,0 +1,1 @@
+"""Protocol code without I/O: AT commands, SMS PDUs; bytes in, events out."""
