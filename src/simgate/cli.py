@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import json
 import secrets
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -49,12 +51,16 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 admin_cli = typer.Typer(help="People who log in: admins and users.", no_args_is_help=True)
 app_cli = typer.Typer(help="Apps: what API keys belong to.", no_args_is_help=True)
 key_cli = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+modem_cli = typer.Typer(
+    help="GSM modems on serial ports (SIM800L, Huawei sticks).", no_args_is_help=True
+)
 gateway_cli = typer.Typer(help="Gateways: the ways out to the radio network.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(admin_cli, name="admin")
 cli.add_typer(app_cli, name="app")
 cli.add_typer(key_cli, name="key")
 cli.add_typer(gateway_cli, name="gateway")
+cli.add_typer(modem_cli, name="modem")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -180,7 +186,7 @@ def serve(
     err.print(f"Log in at {base}/login · API docs at {base}/docs", markup=False)
     for line in lines:
         err.print(line, markup=False)
-    app = create_app(settings)
+    app = create_app(settings, companions=[lambda: _demo_modem(settings)] if demo else [])
     # Everything built so far lives as long as the process: keep it out of the cyclic
     # collector's way, so full collections stay short under load.
     gc.collect()
@@ -195,6 +201,26 @@ def serve(
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
         server_header=False,
+    )
+
+
+def _demo_port(settings: Settings) -> Path:
+    return (settings.data_dir / "demo-modem").resolve()
+
+
+def _demo_modem(settings: Settings) -> Any:
+    """The simulated SIM800L that 'serve --demo' runs beside the server."""
+    import time as time_
+
+    from simgate.modem_sim.config import Timings
+    from simgate.modem_sim.model import SimModem
+    from simgate.modem_sim.pty import PtyModem
+
+    port = _demo_port(settings)
+    return PtyModem(
+        SimModem(timings=Timings.realistic(), now=time_.time(), booted=True),
+        link=port,
+        control=port.with_suffix(".ctl"),
     )
 
 
@@ -227,12 +253,23 @@ async def _demo_setup(engine: AsyncEngine, settings: Settings) -> list[str]:
         if not await gateway_service.list_all(session, offline_after=1.0):
             await gateway_service.create(
                 session,
-                name="demo-fake",
-                kind="fake",
-                config={"send_delay": "0.2", "report_delay": "2"},
+                name="demo-modem",
+                kind="modem",
+                config={"port": str(_demo_port(settings)), "node": settings.node},
+                rate_per_minute=0,
+                max_in_flight=1,
                 actor="demo",
             )
-            lines.append("Demo gateway 'demo-fake' (simulated: it 'delivers' every SMS)")
+        if any(
+            g.name == "demo-modem"
+            for g in await gateway_service.list_all(session, offline_after=1.0)
+        ):
+            ctl = _demo_port(settings).with_suffix(".ctl")
+            lines.append(
+                f"Demo gateway 'demo-modem': a simulated SIM800L on "
+                f"{_demo_port(settings)}; make it receive an SMS with: simgate modem "
+                f"inject {ctl} +4915112345678 'Your code is 1234'"
+            )
     return lines
 
 
@@ -674,6 +711,246 @@ def gateway_deactivate(name: str, config: ConfigOpt = None) -> None:
 def gateway_activate(name: str, config: ConfigOpt = None) -> None:
     """Use a deactivated gateway again."""
     _gateway_active(name, True, config)
+
+
+# --- modems --------------------------------------------------------------------------------
+
+
+@modem_cli.command("add")
+def modem_add(
+    name: Annotated[str, typer.Argument(help="Unique gateway name.")],
+    port: Annotated[
+        str, typer.Option(help="Serial port; prefer /dev/serial/by-id/… (it survives replugging).")
+    ],
+    baud: Annotated[int, typer.Option(help="Baud rate.")] = 115200,
+    pin: Annotated[str | None, typer.Option(help="SIM PIN, if the SIM has one.")] = None,
+    smsc: Annotated[
+        str | None, typer.Option(help="SMS centre number, if the SIM lacks one.")
+    ] = None,
+    rate_per_minute: Annotated[
+        int, typer.Option(help="At most this many SMS a minute; SIM cards get blocked for bursts.")
+    ] = 10,
+    node: Annotated[
+        str | None,
+        typer.Option(
+            help="The server the modem is plugged into [default: this one]", show_default=False
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Add a modem; the server on its host starts using it within seconds."""
+    settings = settings_from(config)
+    options: dict[str, Any] = {"port": port, "baud": baud, "node": node or settings.node}
+    if pin:
+        options["pin"] = pin
+    if smsc:
+        options["smsc"] = smsc
+
+    async def work(session: AsyncSession) -> gateway_service.GatewayInfo:
+        return await gateway_service.create(
+            session,
+            name=name,
+            kind="modem",
+            config=options,
+            rate_per_minute=rate_per_minute,
+            max_in_flight=1,
+            actor=ACTOR,
+        )
+
+    info = run(in_transaction(settings, work))
+    out.print(f"added modem {info.name!r} on {port} (node {options['node']})", markup=False)
+
+
+@modem_cli.command("list")
+def modem_list(config: ConfigOpt = None) -> None:
+    """List modems with their port, status and counters."""
+    settings = settings_from(config)
+
+    async def work(session: AsyncSession) -> list[gateway_service.GatewayInfo]:
+        return await gateway_service.list_all(session, offline_after=settings.gateway_offline_after)
+
+    table = Table("name", "port", "status", "node", "sent", "received", "detail")
+    for g in run(in_transaction(settings, work)):
+        if g.kind == "modem":
+            table.add_row(
+                g.name,
+                str(g.config.get("port", "")),
+                g.status if g.active else "deactivated",
+                g.node or "-",
+                str(g.sent),
+                str(g.received),
+                g.status_detail,
+            )
+    out.print(table)
+
+
+@modem_cli.command("remove")
+def modem_remove(name: str, config: ConfigOpt = None) -> None:
+    """Remove a modem (its messages stay)."""
+    settings = settings_from(config)
+
+    async def work(session: AsyncSession) -> None:
+        await gateway_service.remove(session, name=name, actor=ACTOR)
+
+    run(in_transaction(settings, work))
+    out.print(f"removed modem {name!r}", markup=False)
+
+
+@modem_cli.command("probe")
+def modem_probe(
+    port: Annotated[str, typer.Argument(help="Serial port, e.g. /dev/ttyUSB0 or /dev/serial0.")],
+    baud: Annotated[int, typer.Option(help="Baud rate.")] = 115200,
+    pin: Annotated[str | None, typer.Option(help="SIM PIN, if the SIM has one.")] = None,
+) -> None:
+    """Talk to a modem once and report model, IMEI, SIM, network and signal, with hints.
+    Exits non-zero when the modem cannot send."""
+    from simgate.drivers.modem import ModemConfig, ModemGateway, ModemProblem
+
+    async def work() -> tuple[Any, str | None]:
+        gw = ModemGateway("probe", ModemConfig(port=port, baud=baud, pin=pin, boot_wait=5))
+        try:
+            health = await gw.probe()
+            return health, None if health.registered else gw.status_detail
+        except ModemProblem as exc:
+            return gw.health, str(exc)
+        finally:
+            await gw.stop()
+
+    health, problem = asyncio.run(work())
+    table = Table(show_header=False)
+    for label, value in (
+        ("port", port),
+        ("model", health.model or "?"),
+        ("IMEI", health.imei or "?"),
+        ("network", health.operator or "-"),
+        ("registered", "yes" if health.registered else "no"),
+        (
+            "signal",
+            f"{health.signal_dbm} dBm ({health.signal_bars}/5 bars)"
+            if health.signal_dbm is not None
+            else "unknown",
+        ),
+    ):
+        table.add_row(label, value)
+    out.print(table)
+    if problem:
+        fail(problem)
+    out.print("ready to send", markup=False)
+
+
+@modem_cli.command("simulate")
+def modem_simulate(
+    link: Annotated[
+        Path | None,
+        typer.Option(help="Also make this path a link to the device (like /dev/serial/by-id/…)."),
+    ] = None,
+    control: Annotated[
+        Path | None,
+        typer.Option(
+            help="Control socket [default: next to the link, or ./simgate-modem.ctl]",
+            show_default=False,
+        ),
+    ] = None,
+    pin: Annotated[str | None, typer.Option(help="Lock the simulated SIM with this PIN.")] = None,
+    realistic: Annotated[
+        bool,
+        typer.Option(help="Take as long as a real SIM800L (boot 4 s, send 2.5 s, report 6 s)."),
+    ] = False,
+    no_registration: Annotated[bool, typer.Option(help="Never register on a network.")] = False,
+    sim_missing: Annotated[bool, typer.Option(help="Behave as if no SIM is inserted.")] = False,
+    cms_error: Annotated[
+        int | None, typer.Option(help="Fail the next send with this +CMS ERROR code.")
+    ] = None,
+    delay: Annotated[
+        float, typer.Option(help="Answer every command this many seconds late.")
+    ] = 0.0,
+) -> None:
+    """Run a SIM800L-like modem on a pseudo-terminal and print its device path.
+
+    Point 'simgate modem add NAME --port <path>' at it. From another shell, make it
+    receive an SMS with 'simgate modem inject <control> FROM TEXT', or change faults with
+    'simgate modem fault <control> KEY=VALUE' (cms_error, registration, sim_missing, dead,
+    hang, delay, garbage, brown_out_on_send, report_status, signal). Ctrl-C stops it.
+    """
+    import time as time_
+
+    from simgate.modem_sim.config import Faults, Timings
+    from simgate.modem_sim.config import ModemConfig as SimConfig
+    from simgate.modem_sim.model import SimModem
+    from simgate.modem_sim.pty import PtyModem
+
+    faults = Faults(
+        registration=3 if no_registration else None,
+        sim_missing=sim_missing,
+        cms_error=cms_error,
+        delay=delay,
+    )
+    control_path = control or (link.with_suffix(".ctl") if link else Path("simgate-modem.ctl"))
+
+    async def work() -> None:
+        modem = SimModem(
+            SimConfig(pin=pin),
+            faults,
+            timings=Timings.realistic() if realistic else Timings(),
+            now=time_.time(),
+            booted=True,
+        )
+        async with PtyModem(modem, link=link, control=control_path) as sim:
+            out.print(f"simulated SIM800L on {sim.path}", markup=False)
+            out.print(f"control socket: {control_path}", markup=False)
+            out.print(f"try: simgate modem add sim1 --port {sim.path}", markup=False)
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(work())
+
+
+@modem_cli.command("inject")
+def modem_inject(
+    control: Annotated[Path, typer.Argument(help="The simulator's control socket.")],
+    sender: Annotated[str, typer.Argument(help="Who the SMS is from, e.g. +4915112345678.")],
+    text: Annotated[str, typer.Argument(help="The text (long ones arrive in parts).")],
+) -> None:
+    """Make a running 'simgate modem simulate' receive an SMS."""
+    _control(control, {"cmd": "sms", "from": sender, "text": text})
+
+
+@modem_cli.command("fault")
+def modem_fault(
+    control: Annotated[Path, typer.Argument(help="The simulator's control socket.")],
+    settings_: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="KEY=VALUE",
+            help="e.g. dead=true, cms_error=500, registration=3; 'clear' resets all.",
+        ),
+    ],
+) -> None:
+    """Change a running simulator's faults."""
+    message: dict[str, Any] = {"cmd": "fault"}
+    for item in settings_:
+        if item == "clear":
+            message["clear"] = True
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"expected KEY=VALUE, got {item!r}")
+        message[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
+    _control(control, message)
+
+
+def _control(path: Path, message: dict[str, Any]) -> None:
+    from simgate.modem_sim.control import request
+
+    try:
+        answer = asyncio.run(request(path, message))
+    except (OSError, TimeoutError) as exc:
+        fail(f"cannot reach the simulator at {path}: {exc}")
+    except ValueError as exc:
+        fail(str(exc))
+    if not answer.get("ok"):
+        fail(str(answer.get("error", "the simulator refused")))
+    out.print(json.dumps(answer), markup=False)
 
 
 # --- send ----------------------------------------------------------------------------------

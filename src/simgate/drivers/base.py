@@ -9,6 +9,7 @@ from typing import Protocol
 
 from simgate.domain.messages import MessageError
 from simgate.domain.retry import ErrorKind
+from simgate.services.inbound import Received
 
 
 class GatewayStatus(enum.StrEnum):
@@ -68,6 +69,11 @@ class GatewayEvents(Protocol):
     ) -> None: ...
 
     async def status_changed(self, gateway: str, status: GatewayStatus, detail: str) -> None: ...
+
+    async def received(self, item: Received) -> None:
+        """Store a received SMS; returns once it is durable (a modem may then delete it
+        from the SIM)."""
+        ...
 
 
 class Gateway(abc.ABC):

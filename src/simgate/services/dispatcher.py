@@ -27,6 +27,8 @@ from simgate.domain.messages import CLAIMABLE, MessageError, MessageStatus, Prio
 from simgate.domain.retry import ErrorKind, RetryPolicy
 from simgate.domain.routing import GatewayView, TokenBucket, choose
 from simgate.drivers.base import Gateway, GatewayStatus, OutboundSms, SendOutcome
+from simgate.services import inbound
+from simgate.services.inbound import Received
 from simgate.services.outbound import move
 from simgate.store.engine import describe_db_error
 from simgate.store.models import Gateway as GatewayRow
@@ -568,6 +570,10 @@ class Dispatcher:
         error: MessageError | None = None,
     ) -> None:
         await self._record(_Report(gateway, message_id, gateway_ref, delivered, error))
+
+    async def received(self, item: Received) -> None:
+        async with self._sessionmaker.begin() as session:
+            await inbound.store(session, item)
 
     async def status_changed(self, gateway: str, status: GatewayStatus, detail: str) -> None:
         log.info(

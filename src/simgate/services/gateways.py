@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from simgate.config import Settings
 from simgate.drivers.base import Gateway
 from simgate.drivers.fake import FakeConfig, FakeGateway
+from simgate.drivers.modem import ModemConfig, ModemGateway
 from simgate.errors import Conflict, Invalid, NotFound
 from simgate.services import audit
 from simgate.services.dispatcher import Dispatcher
@@ -28,7 +29,7 @@ from simgate.store.types import utcnow
 
 log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-KINDS = ("fake",)
+KINDS = ("fake", "modem")
 HEARTBEAT = 10.0
 
 
@@ -88,6 +89,11 @@ def _check_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
         except ValueError as exc:
             raise Invalid(str(exc), field="config") from None
         return {**checked, **({"node": node} if node else {})}
+    if kind == "modem":
+        try:
+            ModemConfig.from_dict(config)
+        except (ValueError, TypeError) as exc:
+            raise Invalid(str(exc), field="config") from None
     return config
 
 
@@ -157,7 +163,17 @@ async def set_active(session: AsyncSession, *, name: str, active: bool, actor: s
     )
 
 
+async def remove(session: AsyncSession, *, name: str, actor: str) -> None:
+    row = await session.scalar(select(GatewayRow).where(GatewayRow.name == name))
+    if row is None:
+        raise NotFound(f"no gateway named {name!r}", field="name")
+    await session.delete(row)
+    audit.record(session, actor=actor, action="gateway.remove", target=name, kind=row.kind)
+
+
 def build_driver(row: GatewayRow) -> Gateway:
+    if row.kind == "modem":
+        return ModemGateway(row.name, ModemConfig.from_dict(dict(row.config or {})))
     if row.kind == "fake":
         options = {k: v for k, v in (row.config or {}).items() if k != "node"}
         return FakeGateway(row.name, FakeConfig.from_dict(options), max_in_flight=row.max_in_flight)

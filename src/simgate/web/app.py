@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +81,28 @@ async def _prune_forever(runtime: Runtime) -> None:
         await asyncio.sleep(PRUNE_EVERY)
 
 
-def create_app(settings: Settings, *, engine: AsyncEngine | None = None) -> FastAPI:
-    """Build the app. Pass ``engine`` to share one; otherwise the app owns its own."""
+def create_app(
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    companions: Sequence[Callable[[], AbstractAsyncContextManager[Any]]] = (),
+) -> FastAPI:
+    """Build the app. Pass ``engine`` to share one; otherwise the app owns its own.
+    ``companions`` run for the app's lifetime, started before its gateways (the demo's
+    simulated modem is one)."""
     owns_engine = engine is None
     runtime = Runtime.build(settings, engine or make_engine(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for companion in companions:
+                await stack.enter_async_context(companion())
+            async with _running(app):
+                yield
+
+    @asynccontextmanager
+    async def _running(app: FastAPI) -> AsyncIterator[None]:
         try:
             revision = await current_revision(runtime.engine)
             if revision != head_revision():

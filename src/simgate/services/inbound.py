@@ -1,0 +1,80 @@
+"""Storing received SMS. Every gateway hands what it received here; the inbox API, the
+long-poll and webhooks read from the same store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from simgate.domain import encoding
+from simgate.domain.ids import message_id
+from simgate.domain.messages import Direction, MessageStatus
+from simgate.store.models import Gateway, Message, MessageEvent
+from simgate.store.types import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One received SMS, reassembled. ``incomplete``: parts were missing when it had to be
+    delivered anyway (the reassembly timeout)."""
+
+    gateway: str
+    sender: str
+    body: str
+    received_at: datetime
+    to: str = ""  # our own number, when the gateway knows it
+    parts: int = 1
+    incomplete: bool = False
+    extra: dict[str, Any] | None = None
+
+
+async def store(session: AsyncSession, item: Received) -> str:
+    """Add the message to the caller's transaction; its id."""
+    now = utcnow()
+    mid = message_id()
+    info = encoding.segment_info(item.body) if item.body else None
+    meta = dict(item.extra or {})
+    if item.incomplete:
+        meta["incomplete"] = True
+    session.add(
+        Message(
+            id=mid,
+            direction=Direction.INBOUND.value,
+            app_id=None,
+            to_number=item.to[:32],
+            from_number=item.sender[:64],
+            body=item.body,
+            encoding=info.encoding.value if info else "gsm7",
+            segments=item.parts,
+            status=MessageStatus.RECEIVED.value,
+            priority=0,
+            gateway=item.gateway,
+            next_attempt_at=now,
+            attempts=0,
+            meta=meta or None,
+            created_at=item.received_at,
+            updated_at=now,
+        )
+    )
+    session.add(
+        MessageEvent(
+            message_id=mid,
+            status=MessageStatus.RECEIVED.value,
+            at=now,
+            detail={
+                "gateway": item.gateway,
+                "parts": item.parts,
+                **({"incomplete": True} if item.incomplete else {}),
+            },
+        )
+    )
+    await session.execute(
+        update(Gateway)
+        .where(Gateway.name == item.gateway)
+        .values(received_count=Gateway.received_count + 1)
+    )
+    return mid
