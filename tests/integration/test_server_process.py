@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.server import Server, cli_env, simgate
+from tests.integration.server import SIMGATE, Server, cli_env, free_port, simgate
 
 pytestmark = pytest.mark.slow
 
@@ -79,3 +82,57 @@ def test_graceful_shutdown_writes_the_request_log(
     finally:
         again.stop()
     assert [r["endpoint"] for r in rows].count("/api/v1/me") == 5
+
+
+def test_demo_sends_and_receives_through_the_simulated_modem(
+    data_dir: Path, env: dict[str, str]
+) -> None:
+    """What `make run` shows: serve --demo drives a simulated SIM800L with the real driver."""
+    port = free_port()
+    log_path = data_dir / "demo.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [SIMGATE, "serve", "--demo", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        key = ""
+        while time.monotonic() < deadline and not key:
+            for line in log_path.read_text().splitlines():
+                if line.startswith("Demo app key"):
+                    key = line.split()[-1]
+            time.sleep(0.2)
+        assert key, log_path.read_text()
+        with httpx.Client(base_url=url, timeout=10, headers={"X-API-Key": key}) as http:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    gws = http.get("/api/v1/gateways").json()["data"]
+                    if gws and gws[0]["status"] == "online":
+                        break
+                time.sleep(0.2)
+            sent = http.post("/api/v1/messages", json={"to": "+4915112345678", "body": "Hi 📡"})
+            assert sent.status_code == 202
+            ctl = data_dir / "demo-modem.ctl"
+            assert (
+                simgate(
+                    "modem", "inject", str(ctl), "+4917612345678", "code 4242", env=env
+                ).returncode
+                == 0
+            )
+            status, inbound = "", []
+            while time.monotonic() < deadline and (status != "delivered" or not inbound):
+                status = http.get(f"/api/v1/messages/{sent.json()['id']}").json()["status"]
+                inbound = http.get("/api/v1/messages", params={"direction": "inbound"}).json()[
+                    "data"
+                ]
+                time.sleep(0.3)
+        assert status == "delivered"
+        assert inbound[0]["body"] == "code 4242"
+        assert inbound[0]["gateway"] == "demo-modem"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
