@@ -216,9 +216,12 @@ class GatewayManager:
                             GatewayRow.last_seen_at < stale,
                         )
                     )
-                result = await session.execute(
-                    update(GatewayRow).where(*cond).values(node=self.node, last_seen_at=now)
-                )
+                values: dict[str, Any] = {"node": self.node, "last_seen_at": now}
+                driver = self._dispatcher.gateways.get(row.name)
+                signal = getattr(getattr(driver, "health", None), "signal_bars", None)
+                if signal is not None:
+                    values["signal"] = signal  # 0-5 bars, as phones report it
+                result = await session.execute(update(GatewayRow).where(*cond).values(**values))
                 if getattr(result, "rowcount", 0):
                     mine.append(row)
         running = set(self._dispatcher.gateways)
