@@ -28,6 +28,7 @@ from simgate.drivers.base import Gateway, GatewayEvents, GatewayStatus, Outbound
 from simgate.protocols.at import NEED_DATA, AtSession, Command, Prompt, Response, TimedOut, Urc
 
 log = logging.getLogger(__name__)
+_HEX = re.compile(r"[0-9A-Fa-f]+")
 
 Opener = Callable[..., Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
@@ -128,6 +129,7 @@ class ModemGateway(Gateway):
         self._reassembler = modem_pdu.new_reassembler(config.reassembly_timeout)
         self._mr_lock = asyncio.Lock()
         self._booted = asyncio.Event()
+        self._initialised = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -193,6 +195,7 @@ class ModemGateway(Gateway):
                 "no permission: add the user to the 'dialout' group)"
             ) from None
         self._session.reset()
+        self._initialised = False
         self._writer = writer
         self._broken = asyncio.get_running_loop().create_future()
         self._booted.clear()
@@ -221,7 +224,11 @@ class ModemGateway(Gateway):
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         while True:
-            data = await reader.read(4096)
+            try:
+                data = await reader.read(4096)
+            except Exception as exc:  # serial.SerialException when a USB device vanishes
+                self._fail(ModemProblem(f"{self.config.port} went away ({exc}): unplugged?"))
+                return
             if not data:
                 self._fail(ModemProblem(f"{self.config.port} closed (unplugged?)"))
                 return
@@ -305,10 +312,13 @@ class ModemGateway(Gateway):
         await self._ok("AT+CNMI=2,1,0,1,0")
         await self._ok("AT+CREG=1")
         await self._poll()
+        self._initialised = True
         await self._read_stored()
 
     async def _unlock_sim(self) -> None:
-        state = (await self._ok("AT+CPIN?")).lines
+        lines = (await self._ok("AT+CPIN?")).lines
+        # The +CPIN line, not just the first: line noise may come before it.
+        state = [line for line in lines if line.startswith("+CPIN:")]
         text = state[0].split(":", 1)[-1].strip() if state else ""
         if text == "READY":
             return
@@ -406,7 +416,10 @@ class ModemGateway(Gateway):
     # --- what the modem tells us ----------------------------------------------------------
 
     async def _on_urc(self, urc: Urc) -> None:
-        if urc.name in ("RDY", "SMS Ready", "Call Ready") and self.status is GatewayStatus.ONLINE:
+        if urc.name in ("RDY", "SMS Ready", "Call Ready") and self._initialised:
+            # After initialisation these mean the modem restarted (whatever its status was):
+            # its settings are gone, so initialise it again.
+            self._initialised = False
             self._fail(
                 ModemProblem(
                     f"the modem restarted by itself ({urc.name}): usually a "
@@ -467,19 +480,23 @@ class ModemGateway(Gateway):
     async def _read_index(self, index: int) -> None:
         with contextlib.suppress(ModemProblem):
             resp = await self.command(f"AT+CMGR={index}")
-            if resp.ok and len(resp.lines) >= 2:
-                await self._on_deliver(resp.lines[-1])
-            await self.command(f"AT+CMGD={index}")
+            pdus = [line for line in resp.lines if _HEX.fullmatch(line)]
+            if resp.ok and pdus:
+                await self._on_deliver(pdus[-1])
+                await self.command(f"AT+CMGD={index}")
 
     async def _read_stored(self) -> None:
         """Messages that arrived while simgate was not running."""
         resp = await self._ok("AT+CMGL=4", timeout=20)
-        lines = list(resp.lines)
-        for header, pdu in zip(lines[::2], lines[1::2], strict=False):
-            index = re.search(r"\+CMGL:\s*(\d+)", header)
-            await self._on_deliver(pdu)
-            if index:
-                await self.command(f"AT+CMGD={index.group(1)}")
+        index: str | None = None
+        for line in resp.lines:  # "+CMGL: <index>,…" then its PDU; anything else is noise
+            header = re.match(r"\+CMGL:\s*(\d+)", line)
+            if header:
+                index = header.group(1)
+            elif index is not None and _HEX.fullmatch(line):
+                await self._on_deliver(line)
+                await self.command(f"AT+CMGD={index}")
+                index = None
 
     async def _on_deliver(self, pdu: str) -> None:
         for item in modem_pdu.deliver(self._reassembler, pdu, self.name, now=datetime.now(UTC)):
