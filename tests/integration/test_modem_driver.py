@@ -751,3 +751,34 @@ async def test_two_modems_one_hung(rig: Rig) -> None:
     outcome = await asyncio.wait_for(stuck, WAIT)
     assert not outcome.ok
     assert events_a.reports == []
+
+
+# --- ports that are not (free) modems ------------------------------------------------------
+
+
+async def test_a_port_that_is_not_a_modem(tmp_path: Path) -> None:
+    import os
+
+    from simgate.drivers.modem import ModemProblem
+
+    master, slave = os.openpty()  # something on the line that never answers
+    try:
+        gw = ModemGateway("mute", ModemConfig(port=os.ttyname(slave), boot_wait=2))
+        with pytest.raises(ModemProblem, match="is it a modem"):
+            await gw.probe()
+        await gw.stop()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+async def test_a_busy_port_is_named(rig: Rig) -> None:
+    from simgate.drivers.modem import ModemProblem
+
+    sim = await rig.sim(booted=True)
+    first, _ = await rig.online_gateway(sim)
+    second = ModemGateway("second", ModemConfig(port=sim.path, boot_wait=2))
+    with pytest.raises(ModemProblem, match="in use by another program"):
+        await second.probe()
+    await second.stop()
+    assert first.online
