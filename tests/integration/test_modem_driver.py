@@ -556,6 +556,62 @@ async def test_brown_out_during_send(rig: Rig) -> None:
     assert (await delivered(events, "msg_burst")).delivered
 
 
+async def send_eventually(gw: ModemGateway, message_id: str, body: str) -> SendOutcome:
+    """Send as the dispatcher would: while the gateway recovers, try again."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while True:
+        await online(gw)
+        outcome = await gw.send(sms(message_id, body))
+        if outcome.ok:
+            return outcome
+        if loop.time() > deadline:
+            pytest.fail(f"{message_id} never went out: {outcome.error}")
+        await asyncio.sleep(0.2)
+
+
+async def test_send_cancelled_by_the_caller(rig: Rig) -> None:
+    """The dispatcher bounds every send with its acknowledgement timeout (asyncio.wait_for,
+    30 s by default) while AT+CMGS may take 60 s: a send cancelled mid-command must leave
+    the driver working."""
+    sim = await rig.sim(timings=Timings(send=2.0))  # PDU handed over -> +CMGS: 2 s
+    gw, events = await rig.online_gateway(sim, poll_interval=0.2)  # polls while it waits
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(gw.send(sms("msg_cancelled", "slow network")), 0.5)
+    await asyncio.sleep(3.0)  # the late +CMGS comes and goes
+
+    await send_eventually(gw, "msg_after_cancel", "the next one")
+    assert (await delivered(events, "msg_after_cancel")).delivered
+    # The watchdog still runs: it polls the new signal and notices a dead modem.
+    sim.update_faults(signal=25)
+    await until(lambda: gw.health.signal_dbm == -113 + 2 * 25, "a poll seeing the new signal")
+    sim.update_faults(dead=True)
+    assert "did not answer" in await in_error(gw, events)
+    await gw.stop()
+
+
+async def test_send_cancelled_then_the_next_send_at_once(rig: Rig) -> None:
+    """After the dispatcher gave up on a slow send it sends the next message at once: the
+    first message's late +CMGS must not be taken for the second's, and a send reported
+    ok must really have reached the network."""
+    sim = await rig.sim(timings=Timings(send=2.0))  # PDU handed over -> +CMGS: 2 s
+    gw, events = await rig.online_gateway(sim, poll_interval=3600, send_timeout=5.0)
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(gw.send(sms("msg_slow", "slow network")), 0.5)
+    outcome = await gw.send(sms("msg_next", "right after"))
+
+    if outcome.ok:  # refusing it is fine (it goes back to the queue); lying is not
+        await until(
+            lambda: "right after" in [s.text for s in sim.modem.sent],
+            f"msg_next (accepted as {outcome.gateway_ref}) on the network",
+        )
+    await send_eventually(gw, "msg_later", "later")
+    assert (await delivered(events, "msg_later")).delivered
+    assert [s.text for s in sim.modem.sent].count("later") == 1
+
+
 async def test_dead_modem_mid_session(rig: Rig) -> None:
     sim = await rig.sim()
     gw, events = await rig.online_gateway(sim)

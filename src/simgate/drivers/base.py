@@ -100,6 +100,13 @@ class Gateway(abc.ABC):
     async def send(self, sms: OutboundSms) -> SendOutcome:
         """Hand one message over."""
 
+    def time_limit(self, sms: OutboundSms) -> float | None:
+        """How long a send may take before the dispatcher gives up on it; None: the
+        dispatcher's acknowledgement timeout. A driver that bounds its own sends says so,
+        so that the message is not given to another gateway while this one may still
+        send it."""
+        return None
+
     @property
     def online(self) -> bool:
         return self.status is GatewayStatus.ONLINE

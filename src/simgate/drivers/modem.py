@@ -145,6 +145,11 @@ class ModemGateway(Gateway):
         await self._close()
         self.status, self.status_detail = GatewayStatus.OFFLINE, "stopped"
 
+    def time_limit(self, sms: OutboundSms) -> float | None:
+        # AT+CMGS may take a minute per part on a weak network, and the driver bounds each
+        # itself: the dispatcher must not give up first and send the message twice.
+        return sms.segments * self.config.send_timeout + 10.0
+
     async def probe(self) -> ModemHealth:
         """Connect and initialise once (no supervision, no retries): for 'modem probe'."""
         await self._connect()
@@ -169,7 +174,10 @@ class ModemGateway(Gateway):
                 await self._set_status(GatewayStatus.ERROR, str(exc))
                 await self._close()
                 return  # a person must fix the PIN; retrying could block the SIM
-            except (ModemProblem, OSError) as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # ModemProblem, OSError, and anything unforeseen:
+                # supervision must never die, or the gateway would look online forever
                 reason = str(exc) or type(exc).__name__
                 log.warning(
                     "modem problem; reconnecting",
@@ -268,6 +276,15 @@ class ModemGateway(Gateway):
                 )
                 self._fail(problem)
                 raise problem from None
+            except asyncio.CancelledError:
+                # Abandoned by the caller (shutdown): leave the session ready for the next
+                # command; a late answer is then read as stray lines.
+                if self._session.current is cmd:
+                    self._session.timed_out()
+                    if pdu is not None and self._writer is not None:
+                        with contextlib.suppress(Exception):
+                            self._writer.write(b"\x1b")
+                raise
             finally:
                 self._waiter = None
 

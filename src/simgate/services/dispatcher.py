@@ -320,7 +320,13 @@ class Dispatcher:
                 )
                 m.gateway = name
                 m.lease_owner = self.node
-                m.lease_expires_at = now + self.lease
+                # The lease outlasts the longest the send may take, or the message could be
+                # queued again (and sent twice) while this gateway is still on it.
+                sms = OutboundSms(
+                    m.id, m.to_number, m.body, m.encoding, m.segments, m.priority, m.attempts
+                )
+                limit = max(self.ack_timeout, self.gateways[name].time_limit(sms) or 0.0)
+                m.lease_expires_at = now + max(self.lease, timedelta(seconds=limit + 30))
                 claimed.append(
                     Claimed(
                         m.id,
@@ -351,12 +357,13 @@ class Dispatcher:
                     item.priority,
                     item.attempt,
                 )
+                limit = max(self.ack_timeout, gateway.time_limit(sms) or 0.0)
                 try:
-                    outcome = await asyncio.wait_for(gateway.send(sms), self.ack_timeout)
+                    outcome = await asyncio.wait_for(gateway.send(sms), limit)
                 except TimeoutError:
                     outcome = SendOutcome.failed(
                         "gateway_timeout",
-                        f"gateway {item.gateway!r} did not answer within {self.ack_timeout:g} s",
+                        f"gateway {item.gateway!r} did not answer within {limit:g} s",
                         "the gateway may be hung or its connection lost; simgate retries, "
                         "on another gateway when there is one",
                     )
