@@ -652,6 +652,18 @@ def gateway_add(
     settings = settings_from(config)
     options = _options(set_ or [])
 
+    info = _add_gateway(settings, name, kind, options, rate_per_minute, max_in_flight)
+    out.print(f"added {info.kind} gateway {info.name!r}", markup=False)
+
+
+def _add_gateway(
+    settings: Settings,
+    name: str,
+    kind: str,
+    options: dict[str, Any],
+    rate_per_minute: int,
+    max_in_flight: int,
+) -> gateway_service.GatewayInfo:
     async def work(session: AsyncSession) -> gateway_service.GatewayInfo:
         return await gateway_service.create(
             session,
@@ -663,8 +675,14 @@ def gateway_add(
             actor=ACTOR,
         )
 
-    info = run(in_transaction(settings, work))
-    out.print(f"added {info.kind} gateway {info.name!r}", markup=False)
+    return run(in_transaction(settings, work))
+
+
+def _gateways(settings: Settings) -> list[gateway_service.GatewayInfo]:
+    async def work(session: AsyncSession) -> list[gateway_service.GatewayInfo]:
+        return await gateway_service.list_all(session, offline_after=settings.gateway_offline_after)
+
+    return run(in_transaction(settings, work))
 
 
 @gateway_cli.command("list")
@@ -672,11 +690,8 @@ def gateway_list(config: ConfigOpt = None) -> None:
     """List gateways with their status and counters."""
     settings = settings_from(config)
 
-    async def work(session: AsyncSession) -> list[gateway_service.GatewayInfo]:
-        return await gateway_service.list_all(session, offline_after=settings.gateway_offline_after)
-
     table = Table("name", "kind", "status", "node", "sent", "failed", "received", "detail")
-    for g in run(in_transaction(settings, work)):
+    for g in _gateways(settings):
         status = g.status if g.active else "deactivated"
         table.add_row(
             g.name,
@@ -746,18 +761,7 @@ def modem_add(
     if smsc:
         options["smsc"] = smsc
 
-    async def work(session: AsyncSession) -> gateway_service.GatewayInfo:
-        return await gateway_service.create(
-            session,
-            name=name,
-            kind="modem",
-            config=options,
-            rate_per_minute=rate_per_minute,
-            max_in_flight=1,
-            actor=ACTOR,
-        )
-
-    info = run(in_transaction(settings, work))
+    info = _add_gateway(settings, name, "modem", options, rate_per_minute, 1)
     out.print(f"added modem {info.name!r} on {port} (node {options['node']})", markup=False)
 
 
@@ -766,11 +770,8 @@ def modem_list(config: ConfigOpt = None) -> None:
     """List modems with their port, status and counters."""
     settings = settings_from(config)
 
-    async def work(session: AsyncSession) -> list[gateway_service.GatewayInfo]:
-        return await gateway_service.list_all(session, offline_after=settings.gateway_offline_after)
-
     table = Table("name", "port", "status", "node", "sent", "received", "detail")
-    for g in run(in_transaction(settings, work)):
+    for g in _gateways(settings):
         if g.kind == "modem":
             table.add_row(
                 g.name,
