@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import serial
 
 from simgate.domain.encoding import segment_info
 from simgate.domain.messages import MessageError
 from simgate.domain.modem_errors import lookup
 from simgate.domain.retry import ErrorKind
 from simgate.drivers.base import GatewayStatus, OutboundSms, SendOutcome
-from simgate.drivers.modem import ModemConfig, ModemGateway
+from simgate.drivers.modem import ModemConfig, ModemGateway, ModemProblem
 from simgate.modem_sim import Faults, PtyModem, SimModem, Timings
 from simgate.modem_sim import ModemConfig as SimConfig
 from simgate.protocols.pdu import Submit, decode
@@ -362,6 +363,28 @@ async def test_inbound_stored_while_the_driver_was_not_running(rig: Rig) -> None
     assert sim.modem.state.memories["SM"].used == 0  # read with AT+CMGL, then deleted
     await asyncio.sleep(0.5)
     assert len(events.inbox) == 2
+
+
+async def test_inbound_part_that_never_comes_is_delivered_incomplete(rig: Rig) -> None:
+    """The second part is late beyond the reassembly timeout: what arrived is delivered,
+    marked incomplete, and the straggler is not lost either."""
+    sim = await rig.sim(timings=Timings(part_gap=4.0))
+    _gw, events = await rig.online_gateway(sim, poll_interval=0.2, reassembly_timeout=1.0)
+    first, second = "a" * 153, "b" * 47  # GSM-7: 153 septets per part
+
+    assert sim.inject_sms(SENDER, first + second) == 2
+
+    await until(lambda: events.inbox, "the first part, given up on")
+    (item,) = events.inbox
+    assert item.incomplete
+    assert item.sender == SENDER
+    assert item.parts == 2
+    assert first in item.body
+    assert "[part 2 of 2 missing]" in item.body
+    await until(lambda: len(events.inbox) == 2, "the straggler, given up on too")
+    assert events.inbox[1].incomplete
+    assert second in events.inbox[1].body
+    assert "[part 1 of 2 missing]" in events.inbox[1].body
 
 
 # --- faults ----------------------------------------------------------------------------------
@@ -779,6 +802,61 @@ async def test_unplug_is_noticed_from_the_port_not_from_a_poll(rig: Rig) -> None
     await in_error(gw, events, mark)
 
 
+async def test_busy_port(rig: Rig) -> None:
+    """Another program holds the port (exclusively, as ModemManager or a stale script
+    would): a clear error, then the gateway takes the port once it is free."""
+    sim = await rig.sim()
+    other = serial.Serial(sim.path, 115200, exclusive=True)
+    try:
+        gw, events = await rig.gateway(sim)
+        detail = await in_error(gw, events)
+        assert "cannot open" in detail
+        assert "in use by another program" in detail
+    finally:
+        other.close()
+    await online(gw)
+    await send_ok(gw, "msg_busy", "the port is ours")
+
+
+async def test_smsc_and_no_status_reports(rig: Rig) -> None:
+    sim = await rig.sim()
+    gw, events = await rig.online_gateway(sim, smsc="+491770610000", status_reports=False)
+
+    assert sim.modem.state.smsc == "+491770610000"  # AT+CSCA
+    await send_ok(gw, "msg_noreport", "no report wanted")
+    (submit,) = network_got(sim)
+    assert not submit.status_report_request
+    await asyncio.sleep(1.5)  # a report would come 0.5 s after the send
+    assert events.reports == []
+
+
+async def test_probe(rig: Rig) -> None:
+    sim = await rig.sim()
+    gw = ModemGateway("probe", ModemConfig(port=sim.path))
+    try:
+        health = await asyncio.wait_for(gw.probe(), WAIT)
+    finally:
+        await gw.stop()
+    assert health.model == "SIMCOM_SIM800L"
+    assert health.imei == "866262037741234"
+    assert health.registered
+    assert health.operator == "Telekom.de"
+    assert health.signal_dbm == -77
+    assert health.signal_bars == 3
+
+
+async def test_probe_of_something_that_is_not_a_modem(rig: Rig) -> None:
+    sim = await rig.sim(faults=Faults(dead=True))
+    gw = ModemGateway("probe", ModemConfig(port=sim.path, boot_wait=2))
+    try:
+        with pytest.raises(ModemProblem, match="no answer"):
+            await asyncio.wait_for(gw.probe(), WAIT)
+        with pytest.raises(ModemProblem, match="does not exist"):
+            await ModemGateway("nothing", ModemConfig(port=str(rig.directory / "nope"))).probe()
+    finally:
+        await gw.stop()
+
+
 async def test_two_modems_one_hung(rig: Rig) -> None:
     sim_a = await rig.sim("modem_a")
     sim_b = await rig.sim("modem_b")
@@ -807,34 +885,3 @@ async def test_two_modems_one_hung(rig: Rig) -> None:
     outcome = await asyncio.wait_for(stuck, WAIT)
     assert not outcome.ok
     assert events_a.reports == []
-
-
-# --- ports that are not (free) modems ------------------------------------------------------
-
-
-async def test_a_port_that_is_not_a_modem(tmp_path: Path) -> None:
-    import os
-
-    from simgate.drivers.modem import ModemProblem
-
-    master, slave = os.openpty()  # something on the line that never answers
-    try:
-        gw = ModemGateway("mute", ModemConfig(port=os.ttyname(slave), boot_wait=2))
-        with pytest.raises(ModemProblem, match="is it a modem"):
-            await gw.probe()
-        await gw.stop()
-    finally:
-        os.close(master)
-        os.close(slave)
-
-
-async def test_a_busy_port_is_named(rig: Rig) -> None:
-    from simgate.drivers.modem import ModemProblem
-
-    sim = await rig.sim(booted=True)
-    first, _ = await rig.online_gateway(sim)
-    second = ModemGateway("second", ModemConfig(port=sim.path, boot_wait=2))
-    with pytest.raises(ModemProblem, match="in use by another program"):
-        await second.probe()
-    await second.stop()
-    assert first.online

@@ -127,9 +127,8 @@ class ModemGateway(Gateway):
         self._reports: dict[int, tuple[str, int]] = {}  # message reference -> (message id, parts)
         self._parts_left: dict[str, int] = {}  # message id -> parts not yet reported delivered
         self._reassembler = modem_pdu.new_reassembler(config.reassembly_timeout)
-        self._mr_lock = asyncio.Lock()
-        self._booted = asyncio.Event()
         self._initialised = False
+        self._sending: set[asyncio.Task[SendOutcome]] = set()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -206,7 +205,6 @@ class ModemGateway(Gateway):
         self._initialised = False
         self._writer = writer
         self._broken = asyncio.get_running_loop().create_future()
-        self._booted.clear()
         self._reader = asyncio.create_task(self._read(reader), name=f"modem-read-{self.name}")
         await self._initialise()
 
@@ -301,6 +299,10 @@ class ModemGateway(Gateway):
         return resp
 
     async def _initialise(self) -> None:
+        # A modem left at a '> ' prompt (we went away mid-send) would take our commands as
+        # PDU text: ESC leaves the prompt first.
+        assert self._writer is not None
+        self._writer.write(b"\x1b")
         # A modem that just powered up talks only after "SMS Ready"; one already running
         # answers AT at once. Try AT a few times rather than waiting blindly.
         for _ in range(max(1, int(self.config.boot_wait))):
@@ -318,8 +320,9 @@ class ModemGateway(Gateway):
         await self._ok("ATE0")
         await self._ok("AT+CMEE=1")
         await self._unlock_sim()
-        self.health.model = " ".join((await self._ok("AT+CGMM")).lines)
-        self.health.imei = " ".join((await self._ok("AT+CGSN")).lines)
+        # The last line: line noise may come before the answer.
+        self.health.model = ((await self._ok("AT+CGMM")).lines or ("",))[-1]
+        self.health.imei = ((await self._ok("AT+CGSN")).lines or ("",))[-1]
         await self._ok("AT+CMGF=0")
         if self.config.smsc:
             await self._ok(f'AT+CSCA="{self.config.smsc}",145')
@@ -393,6 +396,14 @@ class ModemGateway(Gateway):
     # --- sending --------------------------------------------------------------------------
 
     async def send(self, sms: OutboundSms) -> SendOutcome:
+        # The exchange runs in its own task: a caller that stops waiting (shutdown) must
+        # not cut an AT+CMGS in half, or its late answer would be taken for the next one.
+        task = asyncio.create_task(self._send(sms), name=f"modem-send-{sms.message_id}")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+        return await asyncio.shield(task)
+
+    async def _send(self, sms: OutboundSms) -> SendOutcome:
         if not self.online:
             return SendOutcome.failed(
                 "gateway_offline",
