@@ -885,3 +885,26 @@ async def test_two_modems_one_hung(rig: Rig) -> None:
     outcome = await asyncio.wait_for(stuck, WAIT)
     assert not outcome.ok
     assert events_a.reports == []
+
+
+async def test_reports_that_come_before_the_last_part_is_sent(rig: Rig) -> None:
+    """On a real network a part's report can arrive while later parts are still going out."""
+    sim = await rig.sim(timings=Timings(send=0.15, report=0.05))
+    gw, events = await rig.online_gateway(sim)
+    body = " ".join(f"word{i}" for i in range(90))  # 4 GSM-7 parts
+    await send_ok(gw, "msg_early", body)
+    report = await delivered(events, "msg_early")
+    assert report.delivered
+    assert len(events.reports_for("msg_early")) == 1
+
+
+async def test_reports_are_matched_by_reference_and_recipient(rig: Rig) -> None:
+    """Message references wrap at 256: a report must not land on another message that
+    happens to share its reference."""
+    sim = await rig.sim(timings=Timings(report=0.3))
+    gw, events = await rig.online_gateway(sim)
+    await send_ok(gw, "msg_a", "to the first")
+    other = await gw.send(sms("msg_b", "to the second", to="+4915187654321"))
+    assert other.ok
+    assert (await delivered(events, "msg_a")).delivered
+    assert (await delivered(events, "msg_b")).delivered

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,12 @@ from simgate.protocols.at import NEED_DATA, AtSession, Command, Prompt, Response
 
 log = logging.getLogger(__name__)
 _HEX = re.compile(r"[0-9A-Fa-f]+")
+REPORT_WAIT = 2 * 86400.0  # seconds; the validity period asked for is one day
+
+
+def _digits(number: str) -> str:
+    return "".join(ch for ch in number if ch.isdigit())
+
 
 Opener = Callable[..., Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
@@ -124,7 +131,9 @@ class ModemGateway(Gateway):
         self._supervisor: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._broken: asyncio.Future[ModemProblem] | None = None
-        self._reports: dict[int, tuple[str, int]] = {}  # message reference -> (message id, parts)
+        # (message reference, recipient digits) -> (message id, when sent). References wrap
+        # at 256, so the recipient is part of the key, and old entries are forgotten.
+        self._reports: dict[tuple[int, str], tuple[str, float]] = {}
         self._parts_left: dict[str, int] = {}  # message id -> parts not yet reported delivered
         self._reassembler = modem_pdu.new_reassembler(config.reassembly_timeout)
         self._initialised = False
@@ -417,6 +426,9 @@ class ModemGateway(Gateway):
             reference=abs(hash(sms.message_id)) % 256,
         )
         refs = []
+        if self.config.status_reports:
+            # Known before the first part goes: its report may come before the last is sent.
+            self._parts_left[sms.message_id] = len(parts)
         for part in parts:
             try:
                 resp = await self.command(
@@ -435,10 +447,9 @@ class ModemGateway(Gateway):
             mr = re.search(r"\+CMGS:\s*(\d+)", " ".join(resp.lines))
             if mr:
                 refs.append(int(mr.group(1)))
-        for ref in refs:
-            self._reports[ref] = (sms.message_id, len(refs))
-        if refs:
-            self._parts_left[sms.message_id] = len(refs)
+                if self.config.status_reports:
+                    key = (int(mr.group(1)), _digits(sms.to))
+                    self._reports[key] = (sms.message_id, time.monotonic())
         return SendOutcome.sent(",".join(str(r) for r in refs) or None)
 
     # --- what the modem tells us ----------------------------------------------------------
@@ -485,7 +496,7 @@ class ModemGateway(Gateway):
             return
         if not report.final:
             return  # the network is still trying; a final report follows
-        found = self._reports.pop(report.reference, None)
+        found = self._reports.pop((report.reference, _digits(report.recipient)), None)
         if found is None:
             return
         message_id, _ = found
@@ -495,8 +506,8 @@ class ModemGateway(Gateway):
             self._parts_left[message_id] = left
             return
         self._parts_left.pop(message_id, None)
-        for ref in [r for r, (mid, _) in self._reports.items() if mid == message_id]:
-            del self._reports[ref]
+        for key in [k for k, (mid, _) in self._reports.items() if mid == message_id]:
+            del self._reports[key]
         await self._events.delivery_report(
             self.name,
             message_id=message_id,
@@ -531,7 +542,16 @@ class ModemGateway(Gateway):
             if self._events is not None:
                 await self._events.received(item)
 
+    def _forget_old_reports(self) -> None:
+        """A report that never came (the network keeps none after the validity period)."""
+        cutoff = time.monotonic() - REPORT_WAIT
+        for key, (message_id, sent) in list(self._reports.items()):
+            if sent < cutoff:
+                del self._reports[key]
+                self._parts_left.pop(message_id, None)
+
     async def _sweep_partials(self) -> None:
+        self._forget_old_reports()
         for item in modem_pdu.expired(self._reassembler, self.name, now=datetime.now(UTC)):
             if self._events is not None:
                 await self._events.received(item)

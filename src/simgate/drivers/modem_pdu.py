@@ -26,6 +26,7 @@ VALIDITY = timedelta(days=1)  # the network gives up on an undeliverable SMS aft
 @dataclass(frozen=True, slots=True)
 class Report:
     reference: int
+    recipient: str
     final: bool
     delivered: bool
     error: MessageError | None
@@ -64,7 +65,13 @@ def status_report(pdu: str) -> Report | None:
             f"the network could not deliver it: {decoded.meaning}",
             "the phone may be off, out of coverage or unable to take SMS; check the number",
         )
-    return Report(decoded.message_reference, not decoded.pending, decoded.delivered, error)
+    return Report(
+        decoded.message_reference,
+        str(decoded.recipient),
+        not decoded.pending,
+        decoded.delivered,
+        error,
+    )
 
 
 def _received(message: Message, gateway: str, *, incomplete: bool) -> Received:
