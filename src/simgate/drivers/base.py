@@ -31,7 +31,6 @@ class OutboundSms:
     segments: int
     priority: int
     attempt: int
-    request_report: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ S = MessageStatus
 POLL_INTERVAL = 1.0  # fallback for work nobody woke us for (scheduled, other processes)
 SWEEP_INTERVAL = 5.0
 MAX_RECORD = 500
+LEASE_MARGIN = 30.0  # seconds a lease outlasts the longest a send may take
 
 
 def _transient(exc: BaseException) -> bool:
@@ -96,7 +97,6 @@ class Dispatcher:
             max_delay=settings.retry_max_delay,
         )
         self.ack_timeout = settings.gateway_ack_timeout
-        self.lease = timedelta(seconds=settings.gateway_ack_timeout + 30)
         self._skip_locked = settings.backend != "sqlite"
         self.gateways: dict[str, Gateway] = {}
         self._buckets: dict[str, TokenBucket] = {}
@@ -105,7 +105,6 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._last_sweep = 0.0
-        self.handed_over = 0
         self._pending: list[_Outcome | _Report] = []
         self._recorder_wake = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
@@ -326,7 +325,7 @@ class Dispatcher:
                     m.id, m.to_number, m.body, m.encoding, m.segments, m.priority, m.attempts
                 )
                 limit = max(self.ack_timeout, self.gateways[name].time_limit(sms) or 0.0)
-                m.lease_expires_at = now + max(self.lease, timedelta(seconds=limit + 30))
+                m.lease_expires_at = now + timedelta(seconds=limit + LEASE_MARGIN)
                 claimed.append(
                     Claimed(
                         m.id,
@@ -370,7 +369,6 @@ class Dispatcher:
                 except Exception as exc:  # a driver bug must not lose the message
                     log.exception("gateway send raised", extra={"gateway": item.gateway})
                     outcome = SendOutcome.failed("gateway_error", f"{type(exc).__name__}: {exc}")
-            self.handed_over += 1
             await self._record(_Outcome(item, outcome))
         finally:
             self._in_flight[item.gateway] = max(0, self._in_flight.get(item.gateway, 1) - 1)

@@ -141,22 +141,6 @@ def _field(req: SendRequest, i: int) -> str:
     return f"to[{i}]" if req.many else "to"
 
 
-def message_summary(m: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": m.id,
-        "status": m.status,
-        "to": m.to_number,
-        "segments": m.segments,
-        "encoding": m.encoding,
-        "created_at": _iso(m.created_at),
-    }
-    if m.send_at is not None:
-        out["send_at"] = _iso(m.send_at)
-    if m.gateway_pinned:
-        out["gateway"] = m.gateway_pinned
-    return out
-
-
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
