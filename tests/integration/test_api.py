@@ -301,3 +301,18 @@ async def test_every_backend_authenticates_and_revokes(
     assert_error(await db_client.get("/api/v1/me", headers=bearer(key)), 401, "unauthorized")
     rows = (await db_client.get("/api/v1/requests", headers=bearer(admin))).json()["data"]
     assert rows[0]["endpoint"] == "/api/v1/keys/{prefix}"
+
+
+async def test_database_outage_is_503_with_retry_after(tmp_path, clean_env) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings = load_settings(
+        data_dir=tmp_path, database_url="postgresql+asyncpg://u@127.0.0.1:1/none"
+    )
+    engine = make_engine(settings)
+    try:
+        async for c in app_client(settings, engine):
+            resp = await c.get("/api/v1/me", headers=bearer("sg_abcdefghij_" + "x" * 43))
+            err = assert_error(resp, 503, "unavailable")
+            assert "database" in err["message"]
+            assert resp.headers["retry-after"] == "5"
+    finally:
+        await engine.dispose()

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from simgate.config import Settings
@@ -22,6 +23,7 @@ from simgate.drivers.fake import FakeConfig, FakeGateway, FakeMode
 from simgate.services import apps as app_service
 from simgate.services import gateways as gateway_service
 from simgate.store.engine import make_sessionmaker
+from simgate.store.models import AppUsage
 from simgate.web.runtime import Runtime
 from tests.conftest import app_client
 from tests.integration.helpers import assert_error, bearer, make_key
@@ -457,6 +459,25 @@ async def test_bad_number_message_names_the_number(client: httpx.AsyncClient, ke
     assert "+4915" in err["message"]
 
 
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"to": "+4915112345678", "body": "x", "metadata": {"a": NaN}}', "metadata"),
+        ('{"to": "+4915112345678", "body": "x", "metadata": {"a": Infinity}}', "metadata"),
+        ('{"to": "+4915112345678", "body": "nul \\u0000 inside"}', "body"),
+    ],
+)
+async def test_values_databases_refuse_are_422(
+    client: httpx.AsyncClient, key: str, raw: str, field: str
+) -> None:
+    resp = await client.post(
+        "/api/v1/messages",
+        content=raw.encode(),
+        headers={**bearer(key), "content-type": "application/json"},
+    )
+    assert_error(resp, 422, "invalid", field)
+
+
 # --- idempotency -----------------------------------------------------------------------------
 
 
@@ -513,6 +534,17 @@ async def test_concurrent_duplicates_create_one_message(
     replayed = [r.headers.get("Idempotent-Replayed") == "true" for r in responses]
     assert replayed.count(False) == 1
     assert await listed_ids(db_client, key) == [bodies[0]["id"]]
+
+
+async def test_idempotency_keys_differing_in_case_are_different(
+    db_client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    key = await make_key(engine)
+    first = await send(db_client, key, {"to": DE, "body": "same"}, idempotency_key="abc")
+    second = await send(db_client, key, {"to": DE, "body": "same"}, idempotency_key="ABC")
+    assert first.status_code == second.status_code == 202
+    assert "idempotent-replayed" not in second.headers
+    assert first.json()["id"] != second.json()["id"]
 
 
 # --- scheduling, ttl, cancel -----------------------------------------------------------------
@@ -793,6 +825,18 @@ async def test_concurrent_sends_never_overshoot_the_limit(
     assert len(await listed_ids(db_client, key)) == 3
 
 
+async def test_a_refused_request_uses_no_quota(
+    client: httpx.AsyncClient, key: str, sqlite_engine: AsyncEngine
+) -> None:
+    await set_limits(sqlite_engine, rate_per_minute=5, rate_per_day=1)
+    assert (await send(client, key, {"to": DE, "body": "one"})).status_code == 202
+    for _ in range(3):
+        assert_error(await send(client, key, {"to": DE, "body": "no"}), 429, "rate_limited")
+    async with make_sessionmaker(sqlite_engine)() as session:
+        counts = dict((await session.execute(select(AppUsage.window, AppUsage.count))).all())
+    assert counts == {"minute": 1, "day": 1}
+
+
 # --- listing ---------------------------------------------------------------------------------
 
 
@@ -881,6 +925,20 @@ async def test_apps_see_only_their_own_outbound_messages(
     assert_error(
         await client.get(f"{MESSAGES}/{UNKNOWN_ID}", headers=bearer(key)), 404, "not_found"
     )
+
+
+async def test_phone_filter_is_normalised(client: httpx.AsyncClient, key: str) -> None:
+    assert (await send(client, key, {"to": DE, "body": "x"})).status_code == 202
+    for phone in (DE, "+49 151 12345678"):
+        found = await client.get("/api/v1/messages", params={"phone": phone}, headers=bearer(key))
+        assert len(found.json()["data"]) == 1
+    # an unescaped + arrives as a space: say so instead of answering an empty list
+    raw = await client.get("/api/v1/messages?phone=+4915112345678", headers=bearer(key))
+    assert raw.status_code in (200, 422)
+    if raw.status_code == 422:
+        assert raw.json()["error"]["field"] == "phone"
+    bad = await client.get("/api/v1/messages", params={"phone": "12"}, headers=bearer(key))
+    assert_error(bad, 422, "invalid", "phone")
 
 
 # --- gateways --------------------------------------------------------------------------------
@@ -1037,6 +1095,15 @@ async def test_sendsms_rate_limit_is_429_with_retry_after(
     assert resp.status_code == 429, resp.text
     assert resp.json()["status"] == "error"
     assert int(resp.headers["Retry-After"]) >= 1
+
+
+async def test_deeply_nested_json_on_sendsms_is_400(client: httpx.AsyncClient, key: str) -> None:
+    body = "[" * 100_000 + "]" * 100_000
+    resp = await client.post(
+        "/api/sendsms", content=body, headers={**bearer(key), "content-type": "application/json"}
+    )
+    assert resp.status_code == 400
+    assert resp.json()["status"] == "error"
 
 
 async def test_pinned_message_backs_off_instead_of_burning_attempts(
