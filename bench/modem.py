@@ -67,11 +67,10 @@ from _common import (
     simgate_env,
 )
 from simgate.domain.encoding import detect, split
-from simgate.domain.messages import MessageError
+from simgate.domain.messages import MessageError, Received
 from simgate.drivers.base import GatewayStatus, OutboundSms
 from simgate.drivers.modem import ModemConfig, ModemGateway
 from simgate.modem_sim import PtyModem, SimModem, Timings
-from simgate.services.inbound import Received
 
 T = TypeVar("T")
 

@@ -22,6 +22,8 @@ from pydantic_settings import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from simgate.domain.placement import NAME_RE
+
 ENV_PREFIX = "SIMGATE_"
 
 # Driver names accepted per backend; the first one is what a bare scheme maps to.
@@ -143,6 +145,11 @@ class Settings(BaseSettings):
     )
     # Gateways and the dispatcher
     node_name: str = Field(default="", description="This server's name among several nodes.")
+    host_id: str = Field(
+        default="",
+        description="This host's stable id; empty: derived from /etc/machine-id (or kept in "
+        "the data directory). Set it where machines are cloned or containers share an id.",
+    )
     gateway_ack_timeout: float = Field(default=30.0, gt=0)
     # Gateways claim their node every 10 s; anything under three missed claims would let
     # nodes snatch gateways from each other.
@@ -177,7 +184,18 @@ class Settings(BaseSettings):
     @property
     def node(self) -> str:
         """Stable across restarts, so a node can take back its own leases at once."""
-        return self.node_name or f"{socket.gethostname()}:{self.port}"
+        return self.node_name or f"{socket.gethostname()[:56]}:{self.port}"
+
+    @field_validator("node_name", "host_id")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        value = value.strip()
+        if value and not NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid name: use 1-64 letters, digits, '.', ':', '_' or "
+                "'-', starting with a letter or digit"
+            )
+        return value
 
     @field_validator("default_region")
     @classmethod

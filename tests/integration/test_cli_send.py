@@ -121,4 +121,4 @@ def test_send_wait_reports_a_failure_with_its_hint(env: dict[str, str], data_dir
 def test_send_wait_without_a_server_times_out_with_advice(env: dict[str, str]) -> None:
     done = simgate("send", "+4915112345678", "hi", "--wait", "--timeout", "1", env=env)
     assert done.returncode != 0
-    assert "is 'simgate serve' running" in done.stderr
+    assert "still queued after 1 s: waiting for a gateway: none is configured" in done.stderr

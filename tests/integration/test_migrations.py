@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
@@ -11,6 +12,7 @@ from simgate.config import Settings
 from simgate.store import migrate
 from simgate.store.engine import make_engine
 from simgate.store.models import Base
+from simgate.store.types import UTCDateTime, utcnow
 
 TABLES = {
     "users",
@@ -25,6 +27,7 @@ TABLES = {
     "idempotency_keys",
     "app_usage",
     "gateways",
+    "nodes",
 }
 
 
@@ -62,3 +65,92 @@ async def test_downgrade_to_base_and_back(engine: AsyncEngine) -> None:
     await migrate.upgrade(engine)
     async with engine.connect() as conn:
         assert await conn.run_sync(_tables) >= TABLES
+
+
+_OLD_GATEWAYS = sa.table(
+    "gateways",
+    sa.column("name", sa.String),
+    sa.column("kind", sa.String),
+    sa.column("is_active", sa.Boolean),
+    sa.column("config", sa.JSON),
+    sa.column("rate_per_minute", sa.Integer),
+    sa.column("max_in_flight", sa.Integer),
+    sa.column("status", sa.String),
+    sa.column("status_detail", sa.String),
+    sa.column("sent_count", sa.Integer),
+    sa.column("failed_count", sa.Integer),
+    sa.column("received_count", sa.Integer),
+    sa.column("created_at", UTCDateTime),
+)
+
+
+async def test_host_port_pins_become_host_placements(settings: Settings) -> None:
+    """Installations made before placements existed: 'modem add' stored the node as
+    '<hostname>:<port>', which pinned the modem to one port's server."""
+    engine = make_engine(settings)
+    old = {
+        "pi": ("modem", {"port": "/dev/ttyUSB0", "baud": 115200, "node": "vm:8000"}),
+        "garden": ("modem", {"port": "/dev/ttyS0", "node": "garden-node"}),
+        "loose": ("modem", {"port": "/dev/ttyUSB1"}),
+        "fake-b": ("fake", {"mode": "deliver", "node": "node-b"}),
+        "fake-any": ("fake", {"mode": "deliver"}),
+    }
+    try:
+        await migrate.upgrade(engine, "0002")
+        async with engine.begin() as conn:
+            for name, (kind, config) in old.items():
+                await conn.execute(
+                    sa.insert(_OLD_GATEWAYS).values(
+                        name=name,
+                        kind=kind,
+                        is_active=True,
+                        config=config,
+                        rate_per_minute=0,
+                        max_in_flight=1,
+                        status="offline",
+                        status_detail="",
+                        sent_count=0,
+                        failed_count=0,
+                        received_count=0,
+                        created_at=utcnow(),
+                    )
+                )
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT name, place_kind, place_host_id, place_host_name, place_node "
+                        "FROM gateways ORDER BY name"
+                    )
+                )
+            ).all()
+            configs = {
+                r.name: r.config
+                for r in (
+                    await conn.execute(sa.select(_OLD_GATEWAYS.c.name, _OLD_GATEWAYS.c.config))
+                )
+            }
+        assert {r[0]: tuple(r[1:]) for r in rows} == {
+            "fake-any": ("any", None, "", None),
+            "fake-b": ("node", None, "", "node-b"),
+            "garden": ("node", None, "", "garden-node"),
+            "loose": ("any", None, "", None),
+            "pi": ("host", None, "vm", None),
+        }
+        assert all("node" not in c for c in configs.values()), configs
+        assert configs["pi"] == {"port": "/dev/ttyUSB0", "baud": 115200}
+
+        await migrate.downgrade(engine, "0002")
+        async with engine.connect() as conn:
+            configs = {
+                r.name: r.config
+                for r in (
+                    await conn.execute(sa.select(_OLD_GATEWAYS.c.name, _OLD_GATEWAYS.c.config))
+                )
+            }
+        assert configs["pi"]["node"] == "vm:8000"
+        assert configs["fake-b"]["node"] == "node-b"
+        assert "node" not in configs["fake-any"]
+    finally:
+        await engine.dispose()

@@ -21,7 +21,7 @@ import pytest
 import serial
 
 from simgate.domain.encoding import segment_info
-from simgate.domain.messages import MessageError
+from simgate.domain.messages import MessageError, Received
 from simgate.domain.modem_errors import lookup
 from simgate.domain.retry import ErrorKind
 from simgate.drivers.base import GatewayStatus, OutboundSms, SendOutcome
@@ -29,7 +29,6 @@ from simgate.drivers.modem import ModemConfig, ModemGateway, ModemProblem
 from simgate.modem_sim import Faults, PtyModem, SimModem, Timings
 from simgate.modem_sim import ModemConfig as SimConfig
 from simgate.protocols.pdu import Submit, decode
-from simgate.services.inbound import Received
 
 TO = "+4915112345678"
 SENDER = "+4917198765432"
@@ -327,6 +326,33 @@ async def test_inbound_single(rig: Rig) -> None:
     assert_fresh(item)
     # Stored durably, then deleted from the SIM so it does not fill up.
     await until(lambda: sim.modem.state.memories["SM"].used == 0, "the SIM slot freed")
+
+
+async def test_inbound_carries_the_number_that_received_it(rig: Rig) -> None:
+    """The SIM's own number (AT+CNUM) is the inbound message's ``to``."""
+    sim = await rig.sim()
+    gw, events = await rig.online_gateway(sim)
+    assert gw.own_number == SimConfig().number
+    sim.inject_sms(SENDER, "for the SIM's number")
+    await until(lambda: events.inbox, "the message in the inbox")
+    assert events.inbox[0].to == SimConfig().number
+
+
+async def test_a_configured_number_stands_in_for_a_sim_that_keeps_none(rig: Rig) -> None:
+    sim = await rig.sim(config=SimConfig(number=None))
+    gw, events = await rig.online_gateway(sim, number="+4915790001234")
+    assert gw.health.number == ""
+    sim.inject_sms(SENDER, "to the configured number")
+    await until(lambda: events.inbox, "the message in the inbox")
+    assert events.inbox[0].to == "+4915790001234"
+
+
+async def test_without_any_number_to_stays_empty(rig: Rig) -> None:
+    sim = await rig.sim(config=SimConfig(number=None))
+    gw, events = await rig.online_gateway(sim)
+    sim.inject_sms(SENDER, "nobody knows my number")
+    await until(lambda: events.inbox, "the message in the inbox")
+    assert (gw.own_number, events.inbox[0].to) == ("", "")
 
 
 async def test_inbound_multipart_out_of_order(rig: Rig) -> None:

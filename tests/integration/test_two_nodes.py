@@ -4,18 +4,25 @@ the node holding the right gateway sends it, and no message is sent twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
+import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import fresh_database
-from tests.integration.server import Server, cli_env, simgate
+from tests.conftest import PG_URL, fresh_database
+from tests.integration.server import Server, cli_env, simgate, simulated_modem, wait_for
 
 pytestmark = pytest.mark.slow
 FINAL = {"sent", "delivered", "failed", "expired", "canceled"}
+TO = "+4915112345678"
 
 
 @pytest.fixture
@@ -132,3 +139,150 @@ async def test_a_revoked_key_is_refused_by_another_node_at_once(
             assert status == 401
     finally:
         await asyncio.to_thread(b.stop)
+
+
+def _ok(*args: str, env: dict[str, str]) -> str:
+    done = simgate(*args, env=env)
+    assert done.returncode == 0, (args, done.stderr)
+    return done.stdout
+
+
+def _gateway(url: str, key: str, name: str) -> dict:
+    with httpx.Client(base_url=url, timeout=10, headers={"X-API-Key": key}) as http:
+        return next(g for g in http.get("/api/v1/gateways").json()["data"] if g["name"] == name)
+
+
+def _two_envs(tmp_path: Path, pg_url: str, **extra: str) -> list[dict[str, str]]:
+    envs = []
+    for name in ("node-a", "node-b"):
+        (tmp_path / name).mkdir()
+        envs.append(
+            cli_env(tmp_path / name, SIMGATE_DATABASE_URL=pg_url, SIMGATE_NODE_NAME=name, **extra)
+        )
+    return envs
+
+
+async def test_a_message_for_a_modem_pinned_to_a_stopped_node_names_that_node(
+    pg_url: str, tmp_path: Path, clean_env: None
+) -> None:
+    await asyncio.to_thread(_pinned_to_a_stopped_node, pg_url, tmp_path)
+
+
+def _pinned_to_a_stopped_node(pg_url: str, tmp_path: Path) -> None:
+    env_a, env_b = _two_envs(tmp_path, pg_url)
+    with simulated_modem(tmp_path, env_a) as (link, _):
+        _ok("modem", "add", "pi", "--port", str(link), "--node", "node-b", env=env_a)
+        key = _ok("app", "create", "multi", env=env_a).strip().splitlines()[-1]
+        a = Server(tmp_path / "node-a", env_a, name="a")
+        b = Server(tmp_path / "node-b", env_b, name="b")
+        try:
+            wait_for(
+                lambda: _gateway(a.url, key, "pi")["status"] == "online",
+                "pi online on node B",
+            )
+            assert _gateway(a.url, key, "pi")["node"] == "node-b"
+            b.stop()
+            with httpx.Client(base_url=a.url, timeout=10, headers={"X-API-Key": key}) as http:
+                sent = http.post("/api/v1/messages", json={"to": TO, "body": "x", "gateway": "pi"})
+                assert sent.status_code == 202, sent.text
+                message = http.get(f"/api/v1/messages/{sent.json()['id']}").json()
+            assert message["status"] == "queued"
+            assert message["status_detail"].startswith(
+                "waiting for gateway 'pi', which does not run: pinned to node 'node-b', "
+                "which stopped "
+            ), message["status_detail"]
+            assert "pinned to node 'node-b', which stopped" in _ok("modem", "list", env=env_a)
+        finally:
+            a.stop()
+            b.stop()
+
+
+async def _sql(statements: list[str]) -> None:
+    engine = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            for statement in statements:
+                await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+def _terminate(role: str) -> str:
+    """Close the role's connections (the role name is the test's own)."""
+    return f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"  # noqa: S608
+
+
+def _log_times(server: Server, **match: str) -> list[datetime]:
+    found = []
+    for line in server.log().splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if all(entry.get(k) == v for k, v in match.items()):
+                found.append(datetime.fromisoformat(entry["ts"]))
+    return found
+
+
+async def test_a_node_cut_off_from_the_database_steps_down_before_another_takes_over(
+    pg_url: str, tmp_path: Path, clean_env: None
+) -> None:
+    role = f"sgtest_cut_{uuid.uuid4().hex[:8]}"
+    await _sql([f"CREATE ROLE {role} LOGIN SUPERUSER"])
+    try:
+        await asyncio.to_thread(_step_down, pg_url, tmp_path, role)
+    finally:
+        await _sql(
+            [
+                f"ALTER ROLE {role} LOGIN",
+                _terminate(role),
+                f"DROP ROLE IF EXISTS {role}",
+            ]
+        )
+
+
+def _step_down(pg_url: str, tmp_path: Path, role: str) -> None:
+    env_a, env_b = _two_envs(tmp_path, pg_url, SIMGATE_GATEWAY_OFFLINE_AFTER="30")
+    env_a["SIMGATE_DATABASE_URL"] = make_url(pg_url).set(username=role).render_as_string(False)
+    _ok("gateway", "add", "shared", "--kind", "fake", env=env_b)  # schema owned by postgres
+    key = _ok("app", "create", "multi", env=env_b).strip().splitlines()[-1]
+    a = Server(tmp_path / "node-a", env_a, name="a")
+    b = None
+    try:
+        wait_for(lambda: _gateway(a.url, key, "shared")["node"] == "node-a", "node A runs it")
+        b = Server(tmp_path / "node-b", env_b, name="b")
+        # Node A loses the database (B keeps it): its heartbeats fail from now on.
+        asyncio.run(
+            _sql(
+                [
+                    f"ALTER ROLE {role} NOLOGIN",
+                    _terminate(role),
+                ]
+            )
+        )
+        wait_for(
+            lambda: (
+                _gateway(b.url, key, "shared")["node"] == "node-b"
+                and _gateway(b.url, key, "shared")["status"] == "online"
+            ),
+            "node B taking the gateway over",
+            timeout=120,
+        )
+        stepped = _log_times(
+            a,
+            msg="stepping down: this node could not write its heartbeat; "
+            "its gateways are stopped so that another node can take them over",
+        )
+        taken = _log_times(b, msg="gateway status", gateway="shared", status="online")
+        assert stepped, a.log()[-3000:]
+        assert taken, b.log()[-3000:]
+        assert stepped[0] < taken[0]
+        # A gets its database back: it resumes its heartbeat and leaves the gateway to B.
+        asyncio.run(_sql([f"ALTER ROLE {role} LOGIN"]))
+        wait_for(
+            lambda: "node-a" in _ok("node", "list", env=env_b).split("running")[0],
+            "node A's heartbeat again",
+        )
+        assert _gateway(b.url, key, "shared")["node"] == "node-b"
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()

@@ -211,6 +211,7 @@ def test_cmee_modes(cmee: int, expected: str) -> None:
         (["AT+CSMP=49", "AT+CSMP?"], ("+CSMP: 49,167,0,0",)),
         (["AT+CNMI=2,1,0,3"], ("ERROR", None)),
         (["AT+CMGD=1,9"], ("ERROR", None)),
+        (["AT+CNUM"], ('+CNUM: "","+491701234567",145,7,4',)),
     ],
 )
 def test_settings_and_queries(commands: list[str], last: object) -> None:
@@ -219,6 +220,11 @@ def test_settings_and_queries(commands: list[str], last: object) -> None:
         line.ok(command)
     resp = line.cmd(commands[-1])
     assert (resp.lines if resp.ok else error_of(resp)) == last
+
+
+def test_a_sim_without_its_own_number_answers_cnum_with_ok_alone() -> None:
+    line = Line(SimModem(ModemConfig(number=None), now=NOW, booted=True))
+    assert line.ok("AT+CNUM") == ()
 
 
 def test_cmgr_can_leave_a_message_unread() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 
 class MessageStatus(enum.StrEnum):
@@ -74,3 +76,19 @@ class MessageError:
     code: str
     message: str
     hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One received SMS, reassembled, as any gateway hands it over. ``to`` is the number
+    that received it, when the gateway knows it; ``incomplete``: parts were missing when it
+    had to be delivered anyway (the reassembly timeout)."""
+
+    gateway: str
+    sender: str
+    body: str
+    received_at: datetime
+    to: str = ""
+    parts: int = 1
+    incomplete: bool = False
+    extra: dict[str, Any] | None = None

@@ -7,9 +7,8 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-from simgate.domain.messages import MessageError
+from simgate.domain.messages import MessageError, Received
 from simgate.domain.retry import ErrorKind
-from simgate.services.inbound import Received
 
 
 class GatewayStatus(enum.StrEnum):
@@ -109,3 +108,13 @@ class Gateway(abc.ABC):
     @property
     def online(self) -> bool:
         return self.status is GatewayStatus.ONLINE
+
+    @property
+    def signal_bars(self) -> int | None:
+        """Signal strength in bars (0-5, as phones show it), when the gateway knows it."""
+        return None
+
+    @property
+    def own_number(self) -> str:
+        """The number this gateway's SIM receives on ("" when unknown)."""
+        return ""

@@ -18,10 +18,11 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from simgate.domain import phone
 from simgate.domain.modem_errors import lookup
 from simgate.domain.retry import ErrorKind
 from simgate.drivers import modem_pdu
@@ -31,6 +32,19 @@ from simgate.protocols.at import NEED_DATA, AtSession, Command, Prompt, Response
 log = logging.getLogger(__name__)
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 REPORT_WAIT = 2 * 86400.0  # seconds; the validity period asked for is one day
+
+
+def parse_cnum(lines: tuple[str, ...] | list[str]) -> str:
+    """The number in ``+CNUM: "alpha","<number>",<type>…`` (TS 27.007 7.1), as E.164 when
+    its type says international (145); "" when the SIM keeps none."""
+    for line in lines:
+        match = re.match(r'\+CNUM:\s*"[^"]*"\s*,\s*"([^"]*)"\s*,\s*(\d+)', line)
+        if match and match.group(1):
+            digits = match.group(1)
+            if match.group(2) == "145" and not digits.startswith("+"):
+                digits = "+" + digits
+            return digits[:32]
+    return ""
 
 
 def _digits(number: str) -> str:
@@ -59,29 +73,67 @@ class ModemConfig:
     boot_wait: float = 15.0  # how long to wait for "SMS Ready" after opening
     send_timeout: float = 60.0  # AT+CMGS may take a minute on a weak network
     reassembly_timeout: float = 600.0
+    number: str | None = None  # the SIM's own number, when the SIM does not know it
+
+    OPTIONS = ("port", "baud", "pin", "smsc", "number", "status_reports", "poll_interval")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModemConfig:
-        known = {"port", "baud", "pin", "smsc", "status_reports", "poll_interval"}
-        unknown = set(raw) - known - {"node"}
+        unknown = set(raw) - set(cls.OPTIONS)
         if unknown:
             raise ValueError(
-                f"unknown modem option {sorted(unknown)[0]!r}; use {', '.join(sorted(known))}"
+                f"unknown modem option {sorted(unknown)[0]!r}; use {', '.join(cls.OPTIONS)}"
             )
         if not raw.get("port"):
             raise ValueError("modem option 'port' is required, e.g. /dev/ttyUSB0")
         pin = raw.get("pin")
         if pin is not None and not re.fullmatch(r"\d{4,8}", str(pin)):
             raise ValueError("modem option 'pin' must be 4 to 8 digits")
+        number = raw.get("number")
+        if number is not None:
+            number = _e164(str(number))
+        try:
+            baud = int(raw.get("baud", 115200))
+            poll = float(raw.get("poll_interval", 30.0))
+        except (TypeError, ValueError):
+            raise ValueError("modem options 'baud' and 'poll_interval' must be numbers") from None
         return cls(
             port=str(raw["port"]),
-            baud=int(raw.get("baud", 115200)),
+            baud=baud,
             pin=str(pin) if pin is not None else None,
             smsc=raw.get("smsc"),
             status_reports=str(raw.get("status_reports", "true")).lower()
             not in ("0", "false", "no"),
-            poll_interval=float(raw.get("poll_interval", 30.0)),
+            poll_interval=poll,
+            number=number,
         )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as stored: only what differs from the defaults, besides the port."""
+        out: dict[str, Any] = {"port": self.port, "baud": self.baud}
+        for name in ("pin", "smsc", "number"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if not self.status_reports:
+            out["status_reports"] = False
+        if self.poll_interval != 30.0:
+            out["poll_interval"] = self.poll_interval
+        return out
+
+
+def _e164(raw: str) -> str:
+    """The SIM's own number: strictly international, since it names one phone line."""
+    if not raw.strip().startswith("+"):
+        raise ValueError(
+            f"modem option 'number': {raw!r} is not in E.164 form; write it with + and "
+            "the country code, e.g. +4915112345678"
+        )
+    try:
+        return phone.normalise(raw).e164
+    except phone.InvalidNumber as exc:
+        raise ValueError(
+            f"modem option 'number': {raw!r} {exc}; give it in E.164 form, e.g. +4915112345678"
+        ) from None
 
 
 @dataclass
@@ -92,6 +144,7 @@ class ModemHealth:
     registered: bool = False
     signal_dbm: int | None = None
     signal_bars: int | None = None
+    number: str = ""  # the SIM's own number, as AT+CNUM reports it ("" when unknown)
 
     @staticmethod
     def dbm(rssi: int) -> int | None:
@@ -332,6 +385,7 @@ class ModemGateway(Gateway):
         # The last line: line noise may come before the answer.
         self.health.model = ((await self._ok("AT+CGMM")).lines or ("",))[-1]
         self.health.imei = ((await self._ok("AT+CGSN")).lines or ("",))[-1]
+        await self._read_own_number()
         await self._ok("AT+CMGF=0")
         if self.config.smsc:
             await self._ok(f'AT+CSCA="{self.config.smsc}",145')
@@ -364,6 +418,21 @@ class ModemGateway(Gateway):
         if "PUK" in text:
             raise WrongPin("the SIM is blocked (PUK required): unblock it in a phone")
         raise ModemProblem(f"SIM not ready ({text or 'no answer'})")
+
+    async def _read_own_number(self) -> None:
+        """The SIM's number, if the SIM stores it (many do not: then --number says it)."""
+        resp = await self.command("AT+CNUM")
+        number = parse_cnum(resp.lines) if resp.ok else ""
+        self.health.number = number
+
+    @property
+    def own_number(self) -> str:
+        """The number this modem receives on: as configured, else as the SIM says."""
+        return self.config.number or self.health.number
+
+    @property
+    def signal_bars(self) -> int | None:
+        return self.health.signal_bars
 
     async def _poll(self) -> None:
         csq = await self._ok("AT+CSQ")
@@ -540,7 +609,7 @@ class ModemGateway(Gateway):
     async def _on_deliver(self, pdu: str) -> None:
         for item in modem_pdu.deliver(self._reassembler, pdu, self.name, now=datetime.now(UTC)):
             if self._events is not None:
-                await self._events.received(item)
+                await self._events.received(replace(item, to=self.own_number))
 
     def _forget_old_reports(self) -> None:
         """A report that never came (the network keeps none after the validity period)."""
@@ -554,4 +623,4 @@ class ModemGateway(Gateway):
         self._forget_old_reports()
         for item in modem_pdu.expired(self._reassembler, self.name, now=datetime.now(UTC)):
             if self._events is not None:
-                await self._events.received(item)
+                await self._events.received(replace(item, to=self.own_number))

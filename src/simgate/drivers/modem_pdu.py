@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from simgate.domain.messages import MessageError
+from simgate.domain.messages import MessageError, Received
 from simgate.protocols.pdu import (
     Deliver,
     EncodedPdu,
@@ -18,7 +18,6 @@ from simgate.protocols.pdu import (
     decode,
     encode_submit,
 )
-from simgate.services.inbound import Received
 
 VALIDITY = timedelta(days=1)  # the network gives up on an undeliverable SMS after a day
 

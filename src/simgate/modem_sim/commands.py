@@ -198,6 +198,12 @@ def general(state: ModemState, name: str, op: str, rest: str) -> Reply | None:
         return Reply((value.get(name, cfg.imei),))
     if name in ("+CIMI", "+CCID") and op == "":
         return state.sim_failure() or Reply((cfg.imsi if name == "+CIMI" else cfg.iccid,))
+    if name == "+CNUM" and op == "":
+        failure = state.sim_failure()
+        if failure is not None or not cfg.number:
+            return failure or OK
+        kind = 145 if cfg.number.startswith("+") else 129
+        return Reply((f'+CNUM: "","{cfg.number}",{kind},7,4',))
     if name == "+CMEE":
         return setting(state, "cmee", op, args, 2)
     if name == "+CPIN":
@@ -226,7 +232,8 @@ def general(state: ModemState, name: str, op: str, rest: str) -> Reply | None:
     return None
 
 
-_GENERAL = {"+CGMM", "+CGMI", "+CGMR", "+CGSN", "+GSN", "+CIMI", "+CCID", "+CMEE", "+CPIN"}
+_GENERAL = {"+CGMM", "+CGMI", "+CGMR", "+CGSN", "+GSN", "+CIMI", "+CCID", "+CNUM", "+CMEE"}
+_GENERAL |= {"+CPIN"}
 _GENERAL |= {"+CREG", "+CSQ", "+COPS", "+CFUN", "+IPR", "+CSCS"}
 
 

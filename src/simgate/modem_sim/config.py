@@ -12,11 +12,13 @@ from typing import Any
 
 # Registration states of +CREG (TS 27.007 7.2): 1 home, 5 roaming; the rest are "no service".
 REGISTERED = frozenset({1, 5})
+DEFAULT_NUMBER = "+491701234567"
 
 
 @dataclass(frozen=True, slots=True)
 class ModemConfig:
-    """The module and its SIM as they answer ATI, AT+CGSN, AT+CIMI, AT+CCID, AT+COPS?."""
+    """The module and its SIM as they answer ATI, AT+CGSN, AT+CIMI, AT+CCID, AT+COPS?,
+    AT+CNUM."""
 
     manufacturer: str = "SIMCOM_Ltd"
     model: str = "SIMCOM_SIM800L"
@@ -28,6 +30,7 @@ class ModemConfig:
     operator: str = "Telekom.de"
     tz_minutes: int = 60  # the network's time zone, as time stamps carry it
     smsc: str = "+491710760000"  # on the SIM; AT+CSCA changes it and it survives a reboot
+    number: str | None = DEFAULT_NUMBER  # the SIM's own number (AT+CNUM); many SIMs keep none
     pin: str | None = None  # None: the SIM has no PIN lock
     puk: str = "12345678"
     pin_attempts: int = 3

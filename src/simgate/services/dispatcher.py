@@ -23,12 +23,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simgate.config import Settings
-from simgate.domain.messages import CLAIMABLE, MessageError, MessageStatus, Priority
+from simgate.domain.messages import CLAIMABLE, MessageError, MessageStatus, Priority, Received
 from simgate.domain.retry import ErrorKind, RetryPolicy
 from simgate.domain.routing import GatewayView, TokenBucket, choose
 from simgate.drivers.base import Gateway, GatewayStatus, OutboundSms, SendOutcome
 from simgate.services import inbound
-from simgate.services.inbound import Received
 from simgate.services.outbound import move
 from simgate.store.engine import describe_db_error
 from simgate.store.models import Gateway as GatewayRow
@@ -123,11 +122,16 @@ class Dispatcher:
         await self.status_changed(gateway.name, gateway.status, gateway.status_detail)
         self.wake()
 
-    async def remove_gateway(self, name: str) -> None:
+    async def remove_gateway(
+        self, name: str, *, detail: str | None = "stopped on this node"
+    ) -> None:
+        """Stop a gateway. ``detail``: the status to record, or None to write nothing (when
+        the database cannot be reached: the write would only wait for it)."""
         gateway = self.gateways.pop(name, None)
         if gateway is not None:
             await gateway.stop()
-            await self.status_changed(name, GatewayStatus.OFFLINE, "removed from this node")
+            if detail is not None:
+                await self.status_changed(name, GatewayStatus.OFFLINE, detail)
 
     def _views(self, now: float) -> dict[str, GatewayView]:
         return {
@@ -598,10 +602,23 @@ class Dispatcher:
                         status=status.value,
                         status_detail=detail[:255],
                         last_seen_at=utcnow(),
+                        **self.health_of(gateway),
                     )
                 )
         if status is GatewayStatus.ONLINE:
             self.wake()
+
+    def health_of(self, gateway: str) -> dict[str, Any]:
+        """What a gateway knows of itself worth showing: signal bars, its SIM's number."""
+        driver = self.gateways.get(gateway)
+        if driver is None:
+            return {}
+        found: dict[str, Any] = {}
+        if driver.signal_bars is not None:
+            found["signal"] = driver.signal_bars
+        if driver.own_number:
+            found["number"] = driver.own_number
+        return found
 
     # --- housekeeping ---------------------------------------------------------------------
 

@@ -3,33 +3,14 @@ long-poll and webhooks read from the same store."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simgate.domain import encoding
 from simgate.domain.ids import message_id
-from simgate.domain.messages import Direction, MessageStatus
+from simgate.domain.messages import Direction, MessageStatus, Received
 from simgate.store.models import Gateway, Message, MessageEvent
 from simgate.store.types import utcnow
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One received SMS, reassembled. ``incomplete``: parts were missing when it had to be
-    delivered anyway (the reassembly timeout)."""
-
-    gateway: str
-    sender: str
-    body: str
-    received_at: datetime
-    to: str = ""  # our own number, when the gateway knows it
-    parts: int = 1
-    incomplete: bool = False
-    extra: dict[str, Any] | None = None
 
 
 async def store(session: AsyncSession, item: Received) -> str:

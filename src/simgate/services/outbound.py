@@ -604,10 +604,12 @@ async def get_message(session: AsyncSession, id_: str, *, app_id: int | None) ->
     out.update(
         {
             "gateway": m.gateway or m.gateway_pinned,
+            "pinned": m.gateway_pinned is not None,
             "error": error_of(m),
             "attempts": m.attempts,
             "priority": Priority(m.priority).name.lower(),
             "send_at": _iso(m.send_at),
+            "next_attempt_at": _iso(m.next_attempt_at) if m.status in CANCELABLE else None,
             "expires_at": _iso(m.expires_at),
             "sent_at": _iso(m.sent_at),
             "delivered_at": _iso(m.delivered_at),

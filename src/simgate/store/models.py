@@ -253,11 +253,38 @@ class Gateway(Base):
     max_in_flight: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(16), default="offline")
     status_detail: Mapped[str] = mapped_column(String(255), default="")
+    # The node running it now (its claim, renewed with ``last_seen_at`` as a heartbeat).
     node: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Where it may run (domain.placement): any node, the nodes of one host, or one node.
+    place_kind: Mapped[str] = mapped_column(String(8), default="any")
+    place_host_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    place_host_name: Mapped[str] = mapped_column(String(255), default="")
+    place_node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    number: Mapped[str | None] = mapped_column(String(32), nullable=True)  # its SIM's number
+    deactivated_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     signal: Mapped[int | None] = mapped_column(Integer, nullable=True)
     battery: Mapped[int | None] = mapped_column(Integer, nullable=True)
     sent_count: Mapped[int] = mapped_column(BigInteger, default=0)
     failed_count: Mapped[int] = mapped_column(BigInteger, default=0)
     received_count: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Node(Base):
+    """A running ``simgate serve`` process, as its heartbeat last told: which host it is on
+    (a stable id, not the hostname), and what it noticed (ports missing on its host)."""
+
+    __tablename__ = "nodes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host_id: Mapped[str] = mapped_column(String(64), index=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str] = mapped_column(String(255), default="")
+    version: Mapped[str] = mapped_column(String(32), default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from simgate import __version__
 from simgate.config import Settings
-from simgate.services import audit, outbound, request_log, sessions
+from simgate.services import audit, nodes, outbound, request_log, sessions
 from simgate.services.apps import AUTH_CHANNEL
 from simgate.services.notify import listen_forever
 from simgate.services.outbound import NOTIFY_CHANNEL
@@ -66,6 +66,7 @@ async def _prune_forever(runtime: Runtime) -> None:
                 m = await audit.prune(session, older_than_days=settings.audit_log_retention_days)
                 k = await sessions.prune(session)
                 i = await outbound.prune(session, idempotency_hours=settings.idempotency_ttl_hours)
+                i += await nodes.prune(session)
             if n or m or k or i:
                 log.info(
                     "pruned old rows",
@@ -73,7 +74,7 @@ async def _prune_forever(runtime: Runtime) -> None:
                         "api_requests": n,
                         "audit_events": m,
                         "sessions": k,
-                        "idempotency_and_usage": i,
+                        "idempotency_usage_nodes": i,
                     },
                 )
         except (SQLAlchemyError, OSError) as exc:

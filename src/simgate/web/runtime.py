@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from simgate.config import Settings
 from simgate.services.auth import KeyAuthenticator
 from simgate.services.dispatcher import Dispatcher
-from simgate.services.gateways import GatewayManager
+from simgate.services.gateway_manager import GatewayManager
 from simgate.services.outbound import Outbound
 from simgate.services.request_log import RequestLog
 from simgate.services.sessions import LoginThrottle

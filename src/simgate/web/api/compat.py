@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from simgate.domain.keys import Scope
 from simgate.domain.messages import MessageStatus
 from simgate.errors import SimgateError, Unauthorized
-from simgate.services.outbound import Sender, SendRequest, get_message
+from simgate.services import gateways as gateway_service
+from simgate.services.outbound import Sender, SendRequest
 from simgate.web.deps import authenticate, presented_key
 from simgate.web.runtime import Runtime
 
@@ -89,18 +90,24 @@ async def sendsms(request: Request) -> JSONResponse:
         return JSONResponse(
             {"status": "success", "message": "SMS sent successfully", "id": message_id}
         )
+    async with runtime.sessionmaker() as session:
+        detail = await gateway_service.message_status(
+            session,
+            message_id,
+            app_id=principal.app_id,
+            offline_after=runtime.settings.gateway_offline_after,
+        )
     if status is None or status not in DONE:
         return JSONResponse(
             {
                 "status": "queued",
                 "id": message_id,
                 "message": "SMS accepted and queued; no gateway has sent it yet",
-                "hint": "see GET /api/v1/messages/" + message_id + " for its progress",
+                "hint": detail.get("status_detail")
+                or "see GET /api/v1/messages/" + message_id + " for its progress",
             },
             status_code=202,
         )
-    async with runtime.sessionmaker() as session:
-        detail = await get_message(session, message_id, app_id=principal.app_id)
     error = detail.get("error") or {}
     return _error(
         502,

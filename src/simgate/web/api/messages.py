@@ -108,9 +108,14 @@ async def send(
 
 @router.get("/messages/{message_id}", summary="One message with its status history")
 async def get_message(
-    message_id: str, principal: AppPrincipal, session: SessionDep
+    message_id: str, principal: AppPrincipal, session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    found = await outbound.get_message(session, message_id, app_id=_owner_filter(principal))
+    found = await gateway_service.message_status(
+        session,
+        message_id,
+        app_id=_owner_filter(principal),
+        offline_after=runtime.settings.gateway_offline_after,
+    )
     needed = Scope.INBOX if found["direction"] == "inbound" else Scope.SEND
     if not principal.allows(needed):
         raise Forbidden(
@@ -193,6 +198,12 @@ def gateway_out(g: gateway_service.GatewayInfo) -> dict[str, Any]:
         "status": g.status,
         "status_detail": g.status_detail,
         "node": g.node,
+        "placement": {
+            "kind": g.placement.kind.value,
+            "host": g.placement.host_name or None,
+            "node": g.placement.node,
+        },
+        "number": g.number,
         "last_seen": g.last_seen_at.isoformat().replace("+00:00", "Z") if g.last_seen_at else None,
         "signal": g.signal,
         "battery": g.battery,

@@ -1,0 +1,185 @@
+"""Which gateways this node runs: every heartbeat it records itself in ``nodes``, claims the
+active gateways it may run (``domain.placement``) and nobody else holds, lets go of the
+ones it may no longer run, and starts and stops their drivers to match.
+
+Exactly one node runs a gateway: a claim is a conditional UPDATE that succeeds only while
+the gateway is free, already ours, its holder silent for ``GATEWAY_OFFLINE_AFTER``, or its
+holder a process on this host that has certainly ended (a crash, or a restart on another
+port, is taken over at once). A node whose heartbeats cannot be written for half of
+``GATEWAY_OFFLINE_AFTER`` stops its gateways, so it has let go before any other node may
+take them over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from simgate.config import Settings
+from simgate.domain.placement import decide
+from simgate.drivers.kinds import KINDS
+from simgate.services import nodes
+from simgate.services.dispatcher import Dispatcher
+from simgate.services.gateways import placement_of
+from simgate.services.nodes import HEARTBEAT, HostIdentity
+from simgate.store.engine import describe_db_error
+from simgate.store.models import Gateway as GatewayRow
+from simgate.store.models import Node
+from simgate.store.types import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class GatewayManager:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        dispatcher: Dispatcher,
+        *,
+        identity: HostIdentity | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._settings = settings
+        self._dispatcher = dispatcher
+        self.identity = identity or nodes.host_identity(settings)
+        self.here = nodes.here(settings, self.identity)
+        self.node = settings.node
+        self.started_at = utcnow()
+        self.step_down_after = settings.gateway_offline_after / 2
+        self._last_ok = time.monotonic()
+        self.stepped_down = False
+
+    def _claimable(self, row: GatewayRow, holders: dict[str, Node], stale: datetime) -> Any:
+        """The condition under which this node may take ``row`` now (None: it may not)."""
+        free = [
+            GatewayRow.node.is_(None),
+            GatewayRow.node == self.node,
+            GatewayRow.last_seen_at.is_(None),
+            GatewayRow.last_seen_at < stale,
+        ]
+        holder = holders.get(row.node or "")
+        if holder is not None and nodes.process_gone(holder, self.identity):
+            free.append(GatewayRow.node == holder.name)
+        return and_(GatewayRow.id == row.id, GatewayRow.is_active.is_(True), or_(*free))
+
+    async def sync(self) -> None:
+        """One heartbeat: record this node, claim and start what it should run, stop and
+        release the rest."""
+        started = time.monotonic()
+        now = utcnow()
+        stale = now - timedelta(seconds=self._settings.gateway_offline_after)
+        running = self._dispatcher.gateways
+        mine: list[GatewayRow] = []
+        missing: list[str] = []
+        async with self._sessionmaker.begin() as session:
+            rows = list(await session.scalars(select(GatewayRow)))
+            holders = {n.name: n for n in await session.scalars(select(Node))}
+            for row in rows:
+                kind = KINDS.get(row.kind)
+                if kind is None or not row.is_active:
+                    continue
+                options = dict(row.config or {})
+                device = kind.device(options)
+                present = os.path.exists(device) if device else True  # noqa: ASYNC240
+                verdict = decide(kind.reach, placement_of(row), self.here, port_present=present)
+                if not verdict.may_run:
+                    if device and not present:
+                        missing.append(device)
+                    continue
+                values: dict[str, Any] = {"node": self.node, "last_seen_at": now}
+                values.update(self._dispatcher.health_of(row.name))
+                if verdict.bind_host:
+                    values["place_host_id"] = self.here.host_id
+                    values["place_host_name"] = self.here.hostname[:255]
+                cond = self._claimable(row, holders, stale)
+                result = await session.execute(update(GatewayRow).where(cond).values(**values))
+                if getattr(result, "rowcount", 0):
+                    mine.append(row)
+            await nodes.heartbeat(
+                session,
+                settings=self._settings,
+                identity=self.identity,
+                started_at=self.started_at,
+                now=now,
+                missing_ports=missing,
+            )
+        self._last_ok = started
+        self.stepped_down = False
+        keep = {r.name for r in mine}
+        dropped = [name for name in running if name not in keep]
+        for name in dropped:
+            await self._dispatcher.remove_gateway(name)
+        if dropped:
+            await self._release(dropped)
+        for row in mine:
+            if row.name not in running:
+                await self._start(row)
+
+    async def _start(self, row: GatewayRow) -> None:
+        try:
+            driver = KINDS[row.kind].build(row.name, dict(row.config or {}), row.max_in_flight)
+        except ValueError as exc:
+            log.error("cannot start gateway", extra={"gateway": row.name, "error": str(exc)})
+            return
+        await self._dispatcher.add_gateway(driver, rate_per_minute=row.rate_per_minute)
+
+    async def _release(self, names: list[str]) -> None:
+        """Let other nodes take these at once (this node has stopped them)."""
+        async with self._sessionmaker.begin() as session:
+            await session.execute(
+                update(GatewayRow)
+                .where(GatewayRow.name.in_(names), GatewayRow.node == self.node)
+                .values(node=None)
+            )
+
+    async def step_down_if_cut_off(self) -> None:
+        """Stop every gateway when heartbeats have failed for ``step_down_after`` seconds:
+        another node may take them over soon, and two must never run one."""
+        silent = time.monotonic() - self._last_ok
+        if silent < self.step_down_after or not self._dispatcher.gateways:
+            return
+        names = list(self._dispatcher.gateways)
+        log.error(
+            "stepping down: this node could not write its heartbeat; its gateways are "
+            "stopped so that another node can take them over",
+            extra={"silent_for": round(silent, 1), "gateways": names},
+        )
+        for name in names:
+            await self._dispatcher.remove_gateway(name, detail=None)
+        self.stepped_down = True
+
+    async def run(self) -> None:
+        while True:
+            try:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+                # cancellation that stops the server when sync finishes at that moment.
+                async with asyncio.timeout(max(HEARTBEAT, self.step_down_after / 2)):
+                    await self.sync()
+            except TimeoutError:
+                log.warning("gateway heartbeat timed out (database slow or unreachable)")
+                await self.step_down_if_cut_off()
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("gateway heartbeat failed", extra={"error": describe_db_error(exc)})
+                await self.step_down_if_cut_off()
+            await asyncio.sleep(HEARTBEAT)
+
+    async def release(self) -> None:
+        """Let other nodes take this node's gateways at once after a clean stop."""
+        with contextlib.suppress(SQLAlchemyError, OSError):
+            async with self._sessionmaker.begin() as session:
+                await session.execute(
+                    update(GatewayRow)
+                    .where(GatewayRow.node == self.node)
+                    .values(node=None, status="offline", status_detail="node stopped")
+                )
+                await nodes.stopped(session, node=self.node)
