@@ -161,7 +161,7 @@ def as_seen(rows: Sequence[Node]) -> list[NodeSeen]:
             name=n.name,
             host_id=n.host_id,
             hostname=n.hostname,
-            last_seen=n.last_seen_at,
+            last_seen=n.stopped_at or n.last_seen_at,  # a stopped node: when it stopped
             stopped=n.stopped_at is not None,
             missing_ports=frozenset((n.detail or {}).get("missing_ports") or ()),
         )
