@@ -4,13 +4,15 @@
 # the tests that need them will then fail or skip with a message naming the package.
 set -euo pipefail
 
-want=(chromium)
+want=(chromium nodejs npm)
 [ "${1:-}" = "bench" ] && want=(wrk)
 
 missing=()
 for pkg in "${want[@]}"; do
   case "$pkg" in
     chromium) [ -x /usr/bin/chromium ] || missing+=(chromium) ;;
+    nodejs) command -v node >/dev/null 2>&1 || missing+=(nodejs) ;;  # the Action Cable client test
+    npm) command -v npm >/dev/null 2>&1 || missing+=(npm) ;;
     wrk) command -v wrk >/dev/null 2>&1 || missing+=(wrk) ;;
   esac
 done

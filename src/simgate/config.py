@@ -151,6 +151,10 @@ class Settings(BaseSettings):
         "the data directory). Set it where machines are cloned or containers share an id.",
     )
     gateway_ack_timeout: float = Field(default=30.0, gt=0)
+    open_registration: bool = Field(
+        default=False,
+        description="Let phones register without an enrollment token (seed 003 as written).",
+    )
     # Gateways claim their node every 10 s; anything under three missed claims would let
     # nodes snatch gateways from each other.
     gateway_offline_after: float = Field(default=120.0, ge=30)

@@ -649,3 +649,17 @@ def test_usage_errors_exit_2_without_traceback(sg: Simgate, args: list[str]) -> 
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip()
+
+
+def test_a_database_a_newer_simgate_upgraded_gets_a_clear_error(tmp_path: Path) -> None:
+    import sqlite3
+
+    cli = Simgate(tmp_path / "data")
+    cli.ok("db", "upgrade")
+    with sqlite3.connect(tmp_path / "data" / "simgate.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '0999'")
+    for args in (("app", "list"), ("db", "upgrade"), ("gateway", "list")):
+        done = cli.run(*args)
+        assert done.returncode == 1, args
+        assert "schema is at revision '0999', which simgate" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr

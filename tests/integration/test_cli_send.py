@@ -35,7 +35,7 @@ def test_gateway_commands_and_bad_input(env: dict[str, str]) -> None:
         (("gateway", "add", "fake1", "--kind", "fake"), "already exists"),
         (("gateway", "add", "bad name", "--kind", "fake"), "not valid"),
         (("gateway", "add", "g2", "--kind", "pigeon"), "'pigeon' is not supported"),
-        (("gateway", "add", "g2"), "--kind is required"),
+        (("gateway", "add", "g2", "--kind", "modem"), "modem option 'port' is required"),
         (("gateway", "add", "g2", "--kind", "fake", "--set", "mode=loud"), "fake gateway option"),
         (
             ("gateway", "add", "g2", "--kind", "fake", "--set", "colour=red"),
@@ -53,6 +53,11 @@ def test_gateway_commands_and_bad_input(env: dict[str, str]) -> None:
     assert "fake1" in listed.stdout
     assert "deactivated" in listed.stdout
     assert simgate("gateway", "activate", "fake1", env=env).returncode == 0
+    # Without --kind, as CONTRACT.md says: an Android phone, its key on the last line.
+    phone = simgate("gateway", "add", "g2", "--device-id", "pixel-1", env=env)
+    assert phone.returncode == 0, phone.stderr
+    assert phone.stdout.strip().splitlines()[-1].startswith("gw_live_")
+    assert " android " in simgate("gateway", "list", env=env).stdout
 
 
 def test_app_limits(env: dict[str, str]) -> None:

@@ -28,6 +28,8 @@ TABLES = {
     "app_usage",
     "gateways",
     "nodes",
+    "enrollment_tokens",
+    "events",
 }
 
 

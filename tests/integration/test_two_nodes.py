@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
+from websockets.asyncio.client import connect
 
 from tests.conftest import PG_URL, fresh_database
 from tests.integration.server import Server, cli_env, simgate, simulated_modem, wait_for
@@ -286,3 +287,69 @@ def _step_down(pg_url: str, tmp_path: Path, role: str) -> None:
         a.stop()
         if b is not None:
             b.stop()
+
+
+async def test_a_phone_on_node_a_sends_what_node_b_accepted(
+    pg_url: str, tmp_path: Path, clean_env: None
+) -> None:
+    """The phone's socket is on A; the app talks to B. B's message reaches the phone over
+    A's socket, the phone reports over HTTP to B (not the node running it), and B's
+    clients see it delivered; A stops waiting at once (NOTIFY), not at the ack timeout."""
+    env_a, env_b = _two_envs(tmp_path, pg_url, SIMGATE_GATEWAY_ACK_TIMEOUT="60")
+    phone_key = _ok("gateway", "add", "phone", "--max-in-flight", "1", env=env_a)
+    phone_key = phone_key.strip().splitlines()[-1]
+    key = _ok("app", "create", "multi", env=env_a).strip().splitlines()[-1]
+    a = await asyncio.to_thread(Server, tmp_path / "node-a", env_a, name="a")
+    b = await asyncio.to_thread(Server, tmp_path / "node-b", env_b, name="b")
+    ident = '{"channel":"GatewayChannel"}'
+    try:
+        async with connect(f"ws{a.url[4:]}/cable?api_key={phone_key}", ping_interval=None) as ws:
+            assert json.loads(await ws.recv()) == {"type": "welcome"}
+            await ws.send(json.dumps({"command": "subscribe", "identifier": ident}))
+            async with httpx.AsyncClient(timeout=10, headers={"X-API-Key": key}) as http:
+                deadline = time.monotonic() + 30
+                while True:
+                    gw = (await http.get(f"{b.url}/api/v1/gateways")).json()["data"][0]
+                    if gw["status"] == "online" and gw["node"] == "node-a":
+                        break
+                    assert time.monotonic() < deadline, gw
+                    await asyncio.sleep(0.2)
+                sent = await http.post(f"{b.url}/api/v1/messages", json={"to": TO, "body": "via a"})
+                message_id = sent.json()["id"]
+                while True:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                    if isinstance(frame.get("message"), dict) and (
+                        frame["message"].get("action") == "send_sms"
+                    ):
+                        break
+                assert frame["message"]["payload"]["message_id"] == message_id
+                reported = time.monotonic()
+                for status in ("sent", "delivered"):
+                    resp = await http.post(
+                        f"{b.url}/api/v1/gateway/sms/status",
+                        json={"message_id": message_id, "status": status},
+                        headers={"Authorization": f"Bearer {phone_key}"},
+                    )
+                    assert resp.status_code == 200, resp.text
+                found: dict = {}
+                while found.get("status") != "delivered":
+                    assert time.monotonic() < deadline + 30, found
+                    found = (await http.get(f"{b.url}/api/v1/messages/{message_id}")).json()
+                    await asyncio.sleep(0.1)
+                # Node A stopped waiting for the phone's answer (its one slot is free again)
+                # long before the 60 s acknowledgement timeout: the next message comes now.
+                second = await http.post(f"{b.url}/api/v1/messages", json={"to": TO, "body": "2"})
+                while True:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                    if isinstance(frame.get("message"), dict) and (
+                        frame["message"].get("action") == "send_sms"
+                    ):
+                        break
+                assert frame["message"]["payload"]["message_id"] == second.json()["id"]
+                assert time.monotonic() - reported < 40
+                slots = (await http.get(f"{a.url}/api/v1/gateways")).json()["data"][0]
+        assert found["gateway"] == "phone"
+        assert slots["counters"]["sent"] >= 1
+    finally:
+        await asyncio.to_thread(a.stop)
+        await asyncio.to_thread(b.stop)

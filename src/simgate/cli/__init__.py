@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from simgate import __version__
+from simgate.cli import emulate as _emulate  # noqa: F401 (registers gateway emulate)
 from simgate.cli import send as send_cmd
 from simgate.cli import serve as serve_cmd
 from simgate.cli.accounts import admin_cli, app_cli, key_cli

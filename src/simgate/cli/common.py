@@ -70,7 +70,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except SimgateError as exc:
         fail(exc.message)
-    except (DatabaseUnavailable, ConfigError) as exc:
+    except (DatabaseUnavailable, ConfigError, migrate.SchemaTooNew) as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
         fail(f"database error: {describe_db_error(exc)}")
@@ -81,7 +81,9 @@ async def prepared_engine(settings: Settings, *, timeout: float = 0.0) -> AsyncE
     engine = make_engine(settings)
     try:
         await wait_for_database(engine, timeout)
-        if await migrate.current_revision(engine) != migrate.head_revision():
+        current = await migrate.current_revision(engine)
+        migrate.check_known(current)
+        if current != migrate.head_revision():
             await migrate.upgrade(engine)
     except BaseException:
         await engine.dispose()

@@ -24,7 +24,8 @@ from simgate.cli.common import (
 from simgate.config import Settings
 from simgate.domain.placement import PlaceKind, Placement, ago
 from simgate.services import gateways as gateway_service
-from simgate.services import nodes
+from simgate.services import nodes, phones
+from simgate.services.auth import touch_marker
 from simgate.store.types import utcnow
 
 gateway_cli = typer.Typer(help="Gateways: the ways out to the radio network.", no_args_is_help=True)
@@ -112,16 +113,19 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 
 @gateway_cli.command("add")
 def gateway_add(
-    name: Annotated[str, typer.Argument(help="Unique gateway name.")],
+    name: Annotated[str, typer.Argument(help="Unique gateway name (what sends pin with).")],
     kind: Annotated[
-        str | None,
+        str,
         typer.Option(
-            help="fake: the built-in simulated gateway (for demos and tests). "
-            "Required for now: the default becomes 'android' once phones can "
-            "connect.",
-            show_default=False,
+            help="android: a phone that connects over WebSocket (prints its key); "
+            "fake: the built-in simulated gateway (for demos and tests). Modems: "
+            "'simgate modem add'."
         ),
+    ] = "android",
+    device_id: Annotated[
+        str | None, typer.Option(help="android: the phone's device id, if it has one.")
     ] = None,
+    label: Annotated[str, typer.Option(help="android: a display name, e.g. 'Shop phone'.")] = "",
     rate_per_minute: Annotated[
         int,
         typer.Option(
@@ -137,23 +141,82 @@ def gateway_add(
             "fake: mode (deliver, sent, undelivered, "
             "fail, reject, gateway_fail, stall, "
             "offline), send_delay, report_delay, "
-            "fail_first. (node=NODE is --node.)",
+            "fail_first; android: sim_rates=1:10,2:5 (SMS a minute per SIM). "
+            "(node=NODE is --node.)",
         ),
     ] = None,
     node: NodeOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Add a gateway; running servers pick it up within seconds. It runs on any node
-    unless --node pins it."""
-    if kind is None:
-        fail("--kind is required: the only kind so far is 'fake' (a simulated gateway)")
+    """Add a gateway; running servers pick it up within seconds. A phone (the default kind)
+    gets its gw_live_ key printed once, on the last line."""
     settings = settings_from(config)
     options = _options(set_ or [])
     pinned = options.pop("node", None) or node
     placement = Placement.on_node(pinned) if pinned else Placement.anywhere()
-    info = add_gateway(settings, name, kind, options, placement, rate_per_minute, max_in_flight)
-    say(f"added {info.kind} gateway {info.name!r} (runs on {info.placement.describe()})")
-    warn_if_unseen(settings, placement)
+    if kind != "android":
+        if device_id or label:
+            fail("--device-id and --label are for phones (--kind android)")
+        info = add_gateway(settings, name, kind, options, placement, rate_per_minute, max_in_flight)
+        say(f"added {info.kind} gateway {info.name!r} (runs on {info.placement.describe()})")
+        warn_if_unseen(settings, placement)
+        return
+
+    async def work(session: AsyncSession) -> phones.Registered:
+        gateway_service.check_name(name)
+        return await phones.create(
+            session,
+            label=label or name,
+            device_id=device_id,
+            name=name,
+            config=options,
+            placement=placement,
+            rate_per_minute=rate_per_minute,
+            max_in_flight=max_in_flight,
+            actor=ACTOR,
+        )
+
+    made = transaction(settings, work)
+    base = settings.public_url or f"http://<this server>:{settings.port}"
+    say(f"added phone gateway {made.name!r}: point the phone app at {base} with the key below")
+    say(f"(or try it: simgate gateway emulate --url {base} --key <key>)")
+    say("The key is shown only now; store it safely:")
+    print(made.key)
+
+
+@gateway_cli.command("enroll-token")
+def gateway_enroll_token(
+    ttl: Annotated[float, typer.Option(help="Hours until the token expires.")] = 24.0,
+    label: Annotated[str, typer.Option(help="What it is for, e.g. 'phones for shop 2'.")] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Print a one-time token a phone registers itself with (POST /api/v1/gateway/register
+    with 'Authorization: Bearer <token>'); a successful registration uses it up."""
+    settings = settings_from(config)
+
+    async def work(session: AsyncSession) -> tuple[str, Any]:
+        return await phones.enrollment_token(session, hours=ttl, label=label, actor=ACTOR)
+
+    token, expires = transaction(settings, work)
+    say(f"enrollment token for one phone, valid until {expires:%Y-%m-%d %H:%M} UTC (shown once):")
+    print(token)
+
+
+@gateway_cli.command("rotate-key")
+def gateway_rotate_key(
+    name: Annotated[str, typer.Argument(help="The phone gateway.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Give a phone a new key; the old one is refused at once (its socket is closed)."""
+    settings = settings_from(config)
+
+    async def work(session: AsyncSession) -> str:
+        return await phones.rotate_key(session, name=name, actor=ACTOR)
+
+    key = transaction(settings, work)
+    touch_marker(settings.auth_marker_path)
+    say(f"new key for {name!r}; the old one no longer works. Shown only now:")
+    print(key)
 
 
 def add_gateway(
@@ -257,6 +320,7 @@ def _gateway_active(name: str, active: bool, config: Path | None) -> None:
         await gateway_service.set_active(session, name=name, active=active, actor=ACTOR)
 
     transaction(settings, work)
+    touch_marker(settings.auth_marker_path)  # a phone's open socket closes at once
     say(f"gateway {name!r} {'activated' if active else 'deactivated'}")
 
 

@@ -22,7 +22,7 @@ from simgate.cli.common import (
 )
 from simgate.cli.gateway import this_host
 from simgate.config import ConfigError, Settings, redact_url
-from simgate.services import accounts
+from simgate.services import accounts, phones
 from simgate.services import apps as app_service
 from simgate.services import gateways as gateway_service
 from simgate.store import migrate
@@ -88,6 +88,9 @@ def serve(
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
         server_header=False,
+        # Phone frames are small JSON: compression would cost every idle socket a zlib
+        # context (tens of KiB) and save nothing.
+        ws_per_message_deflate=False,
     )
 
 
@@ -158,6 +161,21 @@ async def _demo_setup(engine: AsyncEngine, settings: Settings) -> list[str]:
                 f"{_demo_port(settings)}; make it receive an SMS with: simgate modem "
                 f"inject {ctl} +4915112345678 'Your code is 1234'"
             )
+        base = settings.public_url or f"http://{_display_host(settings.host)}:{settings.port}"
+        names = {g.name for g in await gateway_service.list_all(session, offline_after=1.0)}
+        if "demo-phone" not in names:
+            phone = await phones.create(
+                session, label="Demo phone", device_id=None, name="demo-phone", actor="demo"
+            )
+            lines.append(
+                "Demo phone 'demo-phone' (its key is shown once): start an emulated Android "
+                f"phone with: simgate gateway emulate --url {base} --key {phone.key}"
+            )
+        lines.append(
+            f"Connect a real Android phone: in its gateway app, server {base}, and a key from "
+            "'simgate gateway add NAME' (or let it register with a token from 'simgate "
+            "gateway enroll-token')"
+        )
     return lines
 
 
@@ -174,6 +192,7 @@ def db_upgrade(
         try:
             await wait_for_database(engine, settings.db_startup_timeout)
             before = await migrate.current_revision(engine)
+            migrate.check_known(before)
             await migrate.upgrade(engine, revision)
             return before, await migrate.current_revision(engine)
         finally:

@@ -85,3 +85,38 @@ def key_prefix(key: str) -> str | None:
 
 def digests_equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("ascii"), b.encode("ascii"))
+
+
+# --- gateway keys and enrollment tokens ---------------------------------------------------
+#
+# A gateway (an Android phone) authenticates with seed 003's key format, ``gw_live_`` and 64
+# hex digits (256 bits), stored only as its SHA-256 like app keys. The visible prefix is the
+# first 8 hex digits. An enrollment token (``gwe_`` + 256 bits) lets one phone register itself;
+# it too is stored only as a hash and is used up by the registration.
+
+GATEWAY_KEY_PREFIX = "gw_live_"
+_GATEWAY_KEY_RE = re.compile(r"^gw_live_([0-9a-f]{64})$")
+ENROLL_PREFIX = "gwe_"
+_ENROLL_RE = re.compile(r"^gwe_[A-Za-z0-9_-]{43}$")
+
+
+def generate_gateway_key() -> NewKey:
+    secret = GATEWAY_KEY_PREFIX + secrets.token_hex(32)
+    return NewKey(secret=secret, prefix=secret[:16], digest=hash_key(secret))
+
+
+def is_gateway_key(text: str) -> bool:
+    return _GATEWAY_KEY_RE.match(text) is not None
+
+
+def generate_enrollment_token() -> NewKey:
+    secret = ENROLL_PREFIX + secrets.token_urlsafe(32)
+    return NewKey(secret=secret, prefix=secret[:12], digest=hash_key(secret))
+
+
+def is_enrollment_token(text: str) -> bool:
+    return _ENROLL_RE.match(text) is not None
+
+
+def looks_like_app_key(text: str) -> bool:
+    return text.startswith(KEY_PREFIX)

@@ -35,9 +35,9 @@ S = MessageStatus
 # status -> statuses it may move to. Everything not listed is illegal.
 TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
     S.SCHEDULED: frozenset({S.QUEUED, S.SENDING, S.CANCELED, S.EXPIRED}),
-    # DELIVERED/FAILED from QUEUED: a report arriving after the send timed out and the
-    # message was queued for a retry
-    S.QUEUED: frozenset({S.SENDING, S.CANCELED, S.EXPIRED, S.FAILED, S.DELIVERED}),
+    # SENT/DELIVERED/FAILED from QUEUED: an acknowledgement or report arriving after the
+    # send timed out and the message was queued for a retry (it went out: do not resend)
+    S.QUEUED: frozenset({S.SENDING, S.CANCELED, S.EXPIRED, S.FAILED, S.DELIVERED, S.SENT}),
     # back to QUEUED: a retry after a transient error, or an expired lease after a crash
     S.SENDING: frozenset({S.SENT, S.DELIVERED, S.FAILED, S.QUEUED, S.EXPIRED}),
     # a delivery report may say the network gave up after accepting the message
@@ -92,3 +92,4 @@ class Received:
     parts: int = 1
     incomplete: bool = False
     extra: dict[str, Any] | None = None
+    sim_slot: int | None = None  # which SIM of a dual-SIM phone received it

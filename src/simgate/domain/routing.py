@@ -57,6 +57,7 @@ class GatewayView:
     in_flight: int
     max_in_flight: int
     rate_ok: bool  # its token bucket has a token now
+    sims: int | None = None  # SIM slots it has (None: unknown, any slot may be asked for)
 
 
 def available(gw: GatewayView) -> bool:
@@ -64,15 +65,22 @@ def available(gw: GatewayView) -> bool:
 
 
 def choose(
-    gateways: Iterable[GatewayView], *, pinned: str | None = None, avoid: Iterable[str] = ()
+    gateways: Iterable[GatewayView],
+    *,
+    pinned: str | None = None,
+    avoid: Iterable[str] = (),
+    sim: int | None = None,
 ) -> str | None:
     """The gateway to hand a message to now, or None to leave it queued.
 
     Pinned messages wait for their gateway. Otherwise the least-loaded available gateway
     wins, preferring one the message has not just failed on; when only those remain, they
-    are used (a transient error there may have passed).
+    are used (a transient error there may have passed). A message that asks for a SIM slot
+    goes only to a gateway that may have it.
     """
-    candidates = [g for g in gateways if available(g)]
+    candidates = [
+        g for g in gateways if available(g) and (sim is None or g.sims is None or g.sims >= sim)
+    ]
     if pinned is not None:
         return pinned if any(g.name == pinned for g in candidates) else None
     if not candidates:

@@ -30,6 +30,7 @@ class OutboundSms:
     segments: int
     priority: int
     attempt: int
+    sim_slot: int | None = None  # the SIM to send from, on a gateway with several
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,11 @@ class GatewayEvents(Protocol):
         delivered: bool,
         error: MessageError | None = None,
     ) -> None: ...
+
+    async def sent_report(self, gateway: str, *, message_id: str) -> None:
+        """The gateway says it sent a message after its send had already ended here (a late
+        acknowledgement): it went out, and must not be sent again."""
+        ...
 
     async def status_changed(self, gateway: str, status: GatewayStatus, detail: str) -> None: ...
 
@@ -108,6 +114,11 @@ class Gateway(abc.ABC):
     @property
     def online(self) -> bool:
         return self.status is GatewayStatus.ONLINE
+
+    # SIM slots the gateway has (None: unknown), and a send rate per slot (SMS a minute)
+    # where each SIM has its own limit.
+    sim_count: int | None = None
+    sim_rates: dict[int, int] = {}
 
     @property
     def signal_bars(self) -> int | None:

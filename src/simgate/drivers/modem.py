@@ -170,6 +170,7 @@ async def _open_serial(port: str, baud: int) -> tuple[asyncio.StreamReader, asyn
 
 class ModemGateway(Gateway):
     kind = "modem"
+    sim_count = 1
 
     def __init__(self, name: str, config: ModemConfig, *, opener: Opener | None = None) -> None:
         super().__init__(name, max_in_flight=1)

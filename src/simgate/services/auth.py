@@ -8,7 +8,11 @@ revocation anywhere makes every cache forget:
 - on this host (``simgate key revoke`` from a shell), the CLI touches a marker file in the
   data directory, and each authentication compares its mtime (one ``stat``, ~1 µs);
 - on other hosts sharing the database, a background task polls the ``auth_generation``
-  counter that every revocation bumps in the same transaction.
+  counter that every revocation bumps in the same transaction (PostgreSQL nodes are told at
+  once with NOTIFY).
+
+The same signals cover gateway keys (rotated, or their gateway deactivated): their cache
+listens to this one.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import contextlib
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +84,9 @@ class KeyAuthenticator:
         self._generation: int | None = None
         self.hits = 0
         self.misses = 0
+        # Called whenever keys may have changed (revoked, rotated, a gateway deactivated):
+        # other caches of credentials forget with this one.
+        self.listeners: list[Callable[[], None]] = []
 
     def _stamp(self) -> tuple[int, int] | None:
         if self._marker is None:
@@ -91,6 +99,8 @@ class KeyAuthenticator:
 
     def invalidate(self) -> None:
         self._cache.clear()
+        for listener in self.listeners:
+            listener()
 
     def _cached(self, digest: str) -> object | None:
         """The cached answer for a key digest (no await: the common case stays cheap)."""

@@ -57,6 +57,15 @@ class _Outcome:
 
 
 @dataclass(slots=True)
+class _Sent:
+    """A late acknowledgement: the gateway sent it after its send had ended here."""
+
+    gateway: str
+    message_id: str
+    done: asyncio.Future[None] | None = None
+
+
+@dataclass(slots=True)
 class _Report:
     gateway: str
     message_id: str | None
@@ -64,6 +73,7 @@ class _Report:
     delivered: bool
     error: MessageError | None
     done: asyncio.Future[None] | None = None
+    only_if_sent: bool = False  # a failure report that must not end a send in progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +86,22 @@ class Claimed:
     priority: int
     attempt: int
     gateway: str
+    sim_slot: int | None = None
+
+    def sms(self) -> OutboundSms:
+        return OutboundSms(
+            self.id,
+            self.to,
+            self.body,
+            self.encoding,
+            self.segments,
+            self.priority,
+            self.attempt,
+            self.sim_slot,
+        )
+
+
+Entry = _Outcome | _Report | _Sent
 
 
 class Dispatcher:
@@ -99,12 +125,13 @@ class Dispatcher:
         self._skip_locked = settings.backend != "sqlite"
         self.gateways: dict[str, Gateway] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._sim_buckets: dict[str, dict[int, TokenBucket]] = {}
         self._in_flight: dict[str, int] = {}
         self._sends: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         self._last_sweep = 0.0
-        self._pending: list[_Outcome | _Report] = []
+        self._pending: list[Entry] = []
         self._recorder_wake = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
         self._recorder_task: asyncio.Task[None] | None = None
@@ -114,9 +141,14 @@ class Dispatcher:
 
     async def add_gateway(self, gateway: Gateway, *, rate_per_minute: int = 0) -> None:
         self.gateways[gateway.name] = gateway
+        now = time.monotonic()
         self._buckets[gateway.name] = TokenBucket(
-            rate_per_minute=rate_per_minute, burst=1.0, updated=time.monotonic()
+            rate_per_minute=rate_per_minute, burst=1.0, updated=now
         )
+        self._sim_buckets[gateway.name] = {
+            slot: TokenBucket(rate_per_minute=rate, burst=1.0, updated=now)
+            for slot, rate in gateway.sim_rates.items()
+        }
         self._in_flight.setdefault(gateway.name, 0)
         await gateway.start(self)
         await self.status_changed(gateway.name, gateway.status, gateway.status_detail)
@@ -128,10 +160,17 @@ class Dispatcher:
         """Stop a gateway. ``detail``: the status to record, or None to write nothing (when
         the database cannot be reached: the write would only wait for it)."""
         gateway = self.gateways.pop(name, None)
+        self._sim_buckets.pop(name, None)
         if gateway is not None:
             await gateway.stop()
             if detail is not None:
                 await self.status_changed(name, GatewayStatus.OFFLINE, detail)
+
+    def _rate_ok(self, name: str, now: float) -> bool:
+        sims = self._sim_buckets.get(name)
+        return self._buckets[name].available(now) and (
+            not sims or any(b.available(now) for b in sims.values())
+        )
 
     def _views(self, now: float) -> dict[str, GatewayView]:
         return {
@@ -140,10 +179,32 @@ class Dispatcher:
                 online=gw.online,
                 in_flight=self._in_flight.get(name, 0),
                 max_in_flight=gw.max_in_flight,
-                rate_ok=self._buckets[name].available(now),
+                rate_ok=self._rate_ok(name, now),
+                sims=gw.sim_count,
             )
             for name, gw in self.gateways.items()
         }
+
+    def _take_sim(self, name: str, wanted: int | None, now: float) -> tuple[bool, int | None]:
+        """Which SIM sends (the one asked for, or the one with most room), and whether its
+        own rate allows a send now. Gateways without per-SIM rates send as asked."""
+        sims = self._sim_buckets.get(name)
+        if not sims:
+            return True, wanted
+        if wanted is not None:
+            bucket = sims.get(wanted)
+            if bucket is None:
+                return True, wanted
+            if not bucket.available(now):
+                return False, wanted
+            bucket.take(now)
+            return True, wanted
+        ready = [(b.tokens, -slot, slot) for slot, b in sims.items() if b.available(now)]
+        if not ready:
+            return False, None
+        slot = max(ready)[2]
+        sims[slot].take(now)
+        return True, slot
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -241,17 +302,18 @@ class Dispatcher:
         now = utcnow()
         claimed: list[Claimed] = []
         taken: dict[str, int] = {}
-        buckets = {n: (b.tokens, b.updated) for n, b in self._buckets.items()}
+        buckets = [(b, b.tokens, b.updated) for b in self._buckets.values()]
+        buckets += [
+            (b, b.tokens, b.updated) for s in self._sim_buckets.values() for b in s.values()
+        ]
         try:
             await self._claim_rows(views, names, free, mono, now, claimed, taken)
         except BaseException:
             # Nothing was claimed: give back the capacity and rate tokens counted for it.
             for name, n in taken.items():
                 self._in_flight[name] = max(0, self._in_flight.get(name, 0) - n)
-            for name, (tokens, updated) in buckets.items():
-                if name in self._buckets:
-                    self._buckets[name].tokens = tokens
-                    self._buckets[name].updated = updated
+            for bucket, tokens, updated in buckets:
+                bucket.tokens, bucket.updated = tokens, updated
             raise
         return claimed
 
@@ -299,9 +361,13 @@ class Dispatcher:
                     views.values(),
                     pinned=m.gateway_pinned,
                     avoid=[m.avoid_gateway] if m.avoid_gateway else [],
+                    sim=m.sim_slot,
                 )
                 if name is None:
                     continue
+                sim_ok, slot = self._take_sim(name, m.sim_slot, mono)
+                if not sim_ok:
+                    continue  # that SIM is at its rate; the message waits for it
                 bucket = self._buckets[name]
                 bucket.take(mono)
                 self._in_flight[name] += 1
@@ -311,7 +377,8 @@ class Dispatcher:
                     True,
                     self._in_flight[name],
                     views[name].max_in_flight,
-                    bucket.available(mono),
+                    self._rate_ok(name, mono),
+                    views[name].sims,
                 )
                 m.attempts += 1
                 move(
@@ -323,25 +390,22 @@ class Dispatcher:
                 )
                 m.gateway = name
                 m.lease_owner = self.node
+                item = Claimed(
+                    m.id,
+                    m.to_number,
+                    m.body,
+                    m.encoding,
+                    m.segments,
+                    m.priority,
+                    m.attempts,
+                    name,
+                    slot,
+                )
                 # The lease outlasts the longest the send may take, or the message could be
                 # queued again (and sent twice) while this gateway is still on it.
-                sms = OutboundSms(
-                    m.id, m.to_number, m.body, m.encoding, m.segments, m.priority, m.attempts
-                )
-                limit = max(self.ack_timeout, self.gateways[name].time_limit(sms) or 0.0)
+                limit = max(self.ack_timeout, self.gateways[name].time_limit(item.sms()) or 0.0)
                 m.lease_expires_at = now + timedelta(seconds=limit + LEASE_MARGIN)
-                claimed.append(
-                    Claimed(
-                        m.id,
-                        m.to_number,
-                        m.body,
-                        m.encoding,
-                        m.segments,
-                        m.priority,
-                        m.attempts,
-                        name,
-                    )
-                )
+                claimed.append(item)
 
     async def _send(self, item: Claimed) -> None:
         gateway = self.gateways.get(item.gateway)
@@ -351,15 +415,7 @@ class Dispatcher:
                     "gateway_gone", f"gateway {item.gateway!r} was removed", kind=ErrorKind.GATEWAY
                 )
             else:
-                sms = OutboundSms(
-                    item.id,
-                    item.to,
-                    item.body,
-                    item.encoding,
-                    item.segments,
-                    item.priority,
-                    item.attempt,
-                )
+                sms = item.sms()
                 limit = max(self.ack_timeout, gateway.time_limit(sms) or 0.0)
                 try:
                     outcome = await asyncio.wait_for(gateway.send(sms), limit)
@@ -380,7 +436,7 @@ class Dispatcher:
 
     # --- recording: outcomes and delivery reports share one transaction per batch -----------
 
-    async def _record(self, entry: _Outcome | _Report) -> None:
+    async def _record(self, entry: Entry) -> None:
         """Queue for the recorder and wait until written (the lease keeps a message safe
         meanwhile, and a driver may delete a report from the SIM only once it is stored)."""
         entry.done = asyncio.get_running_loop().create_future()
@@ -433,7 +489,7 @@ class Dispatcher:
                 self.wake()
 
     async def _record_one_by_one(
-        self, batch: list[_Outcome | _Report]
+        self, batch: list[Entry]
     ) -> tuple[list[tuple[str, str]], bool, int]:
         changes: list[tuple[str, str]] = []
         wake = False
@@ -453,16 +509,14 @@ class Dispatcher:
             wake = wake or w
         return changes, wake, len(batch)
 
-    async def _record_batch(
-        self, batch: list[_Outcome | _Report]
-    ) -> tuple[list[tuple[str, str]], bool]:
+    async def _record_batch(self, batch: list[Entry]) -> tuple[list[tuple[str, str]], bool]:
         now = utcnow()
         changes: list[tuple[str, str]] = []
         wake = False
         counts: dict[tuple[str, bool], int] = {}
         async with self._sessionmaker.begin() as session:
             ids = {e.item.id for e in batch if isinstance(e, _Outcome)}
-            ids |= {e.message_id for e in batch if isinstance(e, _Report) and e.message_id}
+            ids |= {e.message_id for e in batch if isinstance(e, _Report | _Sent) and e.message_id}
             stmt = select(Message).where(Message.id.in_(sorted(ids)))
             if self._skip_locked:
                 stmt = stmt.with_for_update()
@@ -475,6 +529,12 @@ class Dispatcher:
                         key = (entry.item.gateway, entry.outcome.ok)
                         counts[key] = counts.get(key, 0) + 1
                         wake = wake or status == S.QUEUED.value
+                elif isinstance(entry, _Sent):
+                    m = rows.get(entry.message_id)
+                    status = self._apply_sent(session, m, entry, now) if m else None
+                    if status is not None:
+                        key = (entry.gateway, True)
+                        counts[key] = counts.get(key, 0) + 1
                 else:
                     m = rows.get(entry.message_id or "") or await self._by_ref(session, entry)
                     status = self._apply_report(session, m, entry, now) if m else None
@@ -535,6 +595,14 @@ class Dispatcher:
             asyncio.get_running_loop().call_later(decision.delay, self.wake)
         return S.QUEUED.value
 
+    def _apply_sent(
+        self, session: AsyncSession, m: Message, entry: _Sent, now: datetime
+    ) -> str | None:
+        if m.gateway != entry.gateway or m.status not in (S.SENDING.value, S.QUEUED.value):
+            return None  # already recorded (or handed to another gateway since)
+        move(session, m, S.SENT, {"gateway": entry.gateway, "late": True}, now=now)
+        return S.SENT.value
+
     async def _by_ref(self, session: AsyncSession, report: _Report) -> Message | None:
         if report.gateway_ref is None:
             return None
@@ -549,6 +617,8 @@ class Dispatcher:
         self, session: AsyncSession, m: Message, report: _Report, now: datetime
     ) -> str | None:
         late = m.status == S.QUEUED.value and m.gateway == report.gateway
+        if report.only_if_sent and (m.status != S.SENT.value or m.gateway != report.gateway):
+            return None
         if m.status not in (S.SENT.value, S.SENDING.value) and not late:
             return None  # a duplicate or late report; the message already ended
         # ``late``: the gateway's answer timed out and the message went back to the queue,
@@ -579,6 +649,15 @@ class Dispatcher:
         error: MessageError | None = None,
     ) -> None:
         await self._record(_Report(gateway, message_id, gateway_ref, delivered, error))
+
+    async def sent_report(self, gateway: str, *, message_id: str) -> None:
+        await self._record(_Sent(gateway, message_id))
+
+    async def failed_after_sent(self, gateway: str, *, message_id: str, error: str) -> None:
+        """A gateway says a message it had sent did not arrive; ignored while the send is
+        still in progress (the node running the gateway decides about that one)."""
+        problem = MessageError("undelivered", error or "the gateway reported it failed")
+        await self._record(_Report(gateway, message_id, None, False, problem, only_if_sent=True))
 
     async def received(self, item: Received) -> None:
         async with self._sessionmaker.begin() as session:

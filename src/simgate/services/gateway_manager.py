@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from simgate.config import Settings
 from simgate.domain.placement import decide
-from simgate.drivers.kinds import KINDS
-from simgate.services import nodes
+from simgate.drivers.kinds import KINDS, DriverEnv
+from simgate.services import nodes, phones
 from simgate.services.dispatcher import Dispatcher
 from simgate.services.gateways import placement_of
 from simgate.services.nodes import HEARTBEAT, HostIdentity
@@ -47,6 +47,7 @@ class GatewayManager:
         dispatcher: Dispatcher,
         *,
         identity: HostIdentity | None = None,
+        env: DriverEnv | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._settings = settings
@@ -58,6 +59,15 @@ class GatewayManager:
         self.step_down_after = settings.gateway_offline_after / 2
         self._last_ok = time.monotonic()
         self.stepped_down = False
+        self.env = env or DriverEnv()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Sync now rather than at the next heartbeat (a phone's socket opened or closed)."""
+        self._wake.set()
+
+    def _connected(self, name: str) -> bool:
+        return self.env.phones is not None and self.env.phones.connected(name)
 
     def _claimable(self, row: GatewayRow, holders: dict[str, Node], stale: datetime) -> Any:
         """The condition under which this node may take ``row`` now (None: it may not)."""
@@ -80,6 +90,7 @@ class GatewayManager:
         stale = now - timedelta(seconds=self._settings.gateway_offline_after)
         running = self._dispatcher.gateways
         mine: list[GatewayRow] = []
+        renew: list[GatewayRow] = []
         missing: list[str] = []
         async with self._sessionmaker.begin() as session:
             rows = list(await session.scalars(select(GatewayRow)))
@@ -91,20 +102,33 @@ class GatewayManager:
                 options = dict(row.config or {})
                 device = kind.device(options)
                 present = os.path.exists(device) if device else True  # noqa: ASYNC240
-                verdict = decide(kind.reach, placement_of(row), self.here, port_present=present)
+                verdict = decide(
+                    kind.reach,
+                    placement_of(row),
+                    self.here,
+                    port_present=present,
+                    connected=self._connected(row.name),
+                )
                 if not verdict.may_run:
                     if device and not present:
                         missing.append(device)
                     continue
-                values: dict[str, Any] = {"node": self.node, "last_seen_at": now}
-                values.update(self._dispatcher.health_of(row.name))
+                values: dict[str, Any] = dict(self._dispatcher.health_of(row.name))
                 if verdict.bind_host:
                     values["place_host_id"] = self.here.host_id
                     values["place_host_name"] = self.here.hostname[:255]
+                if row.node == self.node and not values:
+                    renew.append(row)  # already ours, nothing to change: renewed in bulk
+                    continue
+                values.update(node=self.node, last_seen_at=now)
                 cond = self._claimable(row, holders, stale)
                 result = await session.execute(update(GatewayRow).where(cond).values(**values))
                 if getattr(result, "rowcount", 0):
                     mine.append(row)
+            mine += await self._renew(session, renew, holders, stale, now)
+            await phones.sweep_offline(
+                session, now=now, offline_after=self._settings.gateway_offline_after
+            )
             await nodes.heartbeat(
                 session,
                 settings=self._settings,
@@ -124,10 +148,49 @@ class GatewayManager:
         for row in mine:
             if row.name not in running:
                 await self._start(row)
+            driver = running.get(row.name)
+            if driver is not None and row.kind == phones.KIND:
+                driver.sim_count = len(row.sims) if row.sims else None
+
+    async def _renew(
+        self,
+        session: AsyncSession,
+        rows: list[GatewayRow],
+        holders: dict[str, Node],
+        stale: datetime,
+        now: datetime,
+    ) -> list[GatewayRow]:
+        """Renew the claim on gateways this node holds, a statement per 500 (a node with
+        thousands of phones must not write a row each). When a chunk counts fewer rows
+        than asked (another node took one), it is redone one by one to see which."""
+        kept: list[GatewayRow] = []
+        for i in range(0, len(rows), 500):
+            chunk = rows[i : i + 500]
+            result = await session.execute(
+                update(GatewayRow)
+                .where(GatewayRow.id.in_([r.id for r in chunk]), GatewayRow.node == self.node)
+                .values(last_seen_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) == len(chunk):
+                kept += chunk
+                continue
+            for row in chunk:
+                one = await session.execute(
+                    update(GatewayRow)
+                    .where(self._claimable(row, holders, stale))
+                    .values(node=self.node, last_seen_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                if getattr(one, "rowcount", 0):
+                    kept.append(row)
+        return kept
 
     async def _start(self, row: GatewayRow) -> None:
         try:
-            driver = KINDS[row.kind].build(row.name, dict(row.config or {}), row.max_in_flight)
+            driver = KINDS[row.kind].build(
+                row.name, dict(row.config or {}), row.max_in_flight, self.env
+            )
         except ValueError as exc:
             log.error("cannot start gateway", extra={"gateway": row.name, "error": str(exc)})
             return
@@ -160,6 +223,7 @@ class GatewayManager:
 
     async def run(self) -> None:
         while True:
+            self._wake.clear()  # before the sync: a wake during it means sync again
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
                 # cancellation that stops the server when sync finishes at that moment.
@@ -171,7 +235,9 @@ class GatewayManager:
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("gateway heartbeat failed", extra={"error": describe_db_error(exc)})
                 await self.step_down_if_cut_off()
-            await asyncio.sleep(HEARTBEAT)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEARTBEAT):
+                    await self._wake.wait()
 
     async def release(self) -> None:
         """Let other nodes take this node's gateways at once after a clean stop."""

@@ -22,11 +22,13 @@ from simgate.domain.placement import (
     PlaceKind,
     Placement,
     Reach,
+    ago,
     explain,
 )
 from simgate.drivers.kinds import KINDS, kind_of
 from simgate.errors import Conflict, Invalid, NotFound
 from simgate.services import audit, nodes, outbound
+from simgate.services.apps import bump_auth_generation
 from simgate.store.models import Gateway as GatewayRow
 from simgate.store.types import utcnow
 
@@ -66,6 +68,14 @@ class GatewayInfo:
     max_in_flight: int
     config: dict[str, Any]
     running: bool  # a live node runs it (its status is then the driver's own)
+    sendable: bool  # running and online: a message for it goes out now
+    label: str = ""
+    device_id: str | None = None
+    device_info: dict[str, Any] | None = None
+    app_version: str = ""
+    sims: list[dict[str, Any]] | None = None
+    last_heartbeat_at: datetime | None = None
+    key_prefix: str | None = None
 
     @classmethod
     def of(
@@ -94,8 +104,28 @@ class GatewayInfo:
         stale = row.last_seen_at is None or now - row.last_seen_at > timedelta(
             seconds=offline_after
         )
-        if why is not None:
+        # Online over HTTP: a heartbeat posted within the timeout (one sent over a socket
+        # that has closed since does not count: the socket was what made it online).
+        heard = (
+            row.last_heartbeat_at is not None
+            and (row.reported or {}).get("via") == "http"
+            and now - row.last_heartbeat_at <= timedelta(seconds=offline_after)
+        )
+        if why is not None and facts.reach is Reach.SOCKET and row.is_active and heard:
+            # Online over HTTP (it receives and reports), but nothing can be pushed to it.
+            assert row.last_heartbeat_at is not None
+            age = ago((now - row.last_heartbeat_at).total_seconds())
+            status = "online"
+            detail = (
+                f"online over HTTP only (last heartbeat {age} ago): it has no WebSocket "
+                "connection to /cable, so messages for it wait until it connects"
+            )
+        elif why is not None:
             status, detail = "offline", why
+            if facts.reach is Reach.SOCKET and row.last_heartbeat_at is not None:
+                detail += (
+                    f" (last heartbeat {ago((now - row.last_heartbeat_at).total_seconds())} ago)"
+                )
         elif stale and status == "online":
             status = "offline"
         return cls(
@@ -117,6 +147,14 @@ class GatewayInfo:
             max_in_flight=row.max_in_flight,
             config=config,
             running=why is None,
+            sendable=why is None and status == "online",
+            label=row.label or "",
+            device_id=row.device_id,
+            device_info=row.device_info,
+            app_version=row.app_version or "",
+            sims=row.sims,
+            last_heartbeat_at=row.last_heartbeat_at,
+            key_prefix=row.key_prefix,
         )
 
 
@@ -254,6 +292,8 @@ async def set_active(session: AsyncSession, *, name: str, active: bool, actor: s
     row.is_active = active
     row.deactivated_by = None if active else actor
     row.deactivated_at = None if active else utcnow()
+    if row.key_hash is not None:  # a phone: its open sockets close at once, on every node
+        await bump_auth_generation(session)
     audit.record(
         session,
         actor=actor,
@@ -308,13 +348,13 @@ async def waiting_reason(
         mine = next((g for g in infos if g.name == pinned), None)
         if mine is None:
             return f"waiting for gateway {pinned!r}, which does not exist (any more)"
-        if mine.status == "online":
+        if mine.sendable:
             return None
         state = {"error": "is in error", "offline": "is offline"}.get(mine.status, mine.status)
         if not mine.running:
-            state = "does not run"
+            state = "cannot take it now" if mine.status == "online" else "does not run"
         return f"waiting for gateway {pinned!r}, which {state}: {mine.status_detail}"
-    if any(g.status == "online" for g in infos):
+    if any(g.sendable for g in infos):
         return None
     if not infos:
         return "waiting for a gateway: none is configured ('simgate modem add' or 'gateway add')"

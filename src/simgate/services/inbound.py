@@ -13,8 +13,9 @@ from simgate.store.models import Gateway, Message, MessageEvent
 from simgate.store.types import utcnow
 
 
-async def store(session: AsyncSession, item: Received) -> str:
-    """Add the message to the caller's transaction; its id."""
+async def store(session: AsyncSession, item: Received, *, inbound_key: str | None = None) -> str:
+    """Add the message to the caller's transaction; its id. ``inbound_key``: what makes a
+    gateway's retry of the same SMS a duplicate (unique; the insert fails on a repeat)."""
     now = utcnow()
     mid = message_id()
     info = encoding.segment_info(item.body) if item.body else None
@@ -37,6 +38,8 @@ async def store(session: AsyncSession, item: Received) -> str:
             next_attempt_at=now,
             attempts=0,
             meta=meta or None,
+            sim_slot=item.sim_slot,
+            inbound_key=inbound_key,
             created_at=item.received_at,
             updated_at=now,
         )

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,10 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-async def listen_forever(url: str, channels: dict[str, Callable[[], None]]) -> None:
-    """Call ``channels[c]`` for each NOTIFY on channel ``c``; reconnect with backoff."""
+async def listen_forever(url: str, channels: dict[str, Callable[[str], None]]) -> None:
+    """Call ``channels[c](payload)`` for each NOTIFY on channel ``c``; reconnect with
+    backoff. After (re)connecting each is called once with an empty payload, for whatever
+    happened while nobody listened."""
     delay = 0.5
     while True:
         conn: Any = None
@@ -36,7 +39,7 @@ async def listen_forever(url: str, channels: dict[str, Callable[[], None]]) -> N
             log.info("listening for wake-ups", extra={"channels": sorted(channels)})
             delay = 0.5
             for callback in channels.values():
-                callback()  # whatever happened while we were not listening
+                callback("")  # whatever happened while we were not listening
             while not conn.is_closed():
                 await asyncio.sleep(5)
                 await conn.execute("SELECT 1")
@@ -54,8 +57,13 @@ async def listen_forever(url: str, channels: dict[str, Callable[[], None]]) -> N
         delay = min(delay * 2, 10.0)
 
 
-def _call(callback: Callable[[], None]) -> Callable[..., None]:
-    def listener(*_: Any) -> None:
-        callback()
+def _call(callback: Callable[[str], None]) -> Callable[..., None]:
+    def listener(connection: Any, pid: Any, channel: Any, payload: Any) -> None:
+        callback(str(payload or ""))
 
     return listener
+
+
+async def notify(session: AsyncSession, channel: str, payload: str = "") -> None:
+    """Send a NOTIFY with the caller's transaction (delivered when it commits)."""
+    await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})

@@ -53,6 +53,7 @@ class SendRequest:
     ttl: int | None = None
     priority: Priority = Priority.NORMAL
     metadata: dict[str, Any] | None = None
+    sim: int | None = None  # the SIM slot to send from, on gateways with two
 
     def fingerprint(self) -> str:
         """What an Idempotency-Key is bound to: the same key with another body is a 409."""
@@ -65,6 +66,7 @@ class SendRequest:
             "ttl": self.ttl,
             "priority": int(self.priority),
             "metadata": self.metadata,
+            **({"sim": self.sim} if self.sim is not None else {}),
         }
         raw = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(raw.encode()).hexdigest()
@@ -465,6 +467,7 @@ class Outbound:
                     "status": status.value,
                     "priority": int(req.priority),
                     "gateway_pinned": req.gateway,
+                    "sim_slot": req.sim,
                     "send_at": send_at,
                     "expires_at": expires_at,
                     "next_attempt_at": send_at or now,
@@ -494,6 +497,8 @@ class Outbound:
                 summary["send_at"] = _iso(send_at)
             if req.gateway:
                 summary["gateway"] = req.gateway
+            if req.sim is not None:
+                summary["sim"] = req.sim
             summaries.append(summary)
         body: dict[str, Any] = {"messages": summaries} if req.many else summaries[0]
         idem = None
@@ -633,6 +638,7 @@ def message_item(m: Message) -> dict[str, Any]:
             "body": m.body,
             "received_at": _iso(m.created_at),
             "gateway": m.gateway,
+            "sim_slot": m.sim_slot,
             "segments": m.segments,
         }
     return {
@@ -644,6 +650,7 @@ def message_item(m: Message) -> dict[str, Any]:
         "segments": m.segments,
         "encoding": m.encoding,
         "gateway": m.gateway or m.gateway_pinned,
+        "sim": m.sim_slot,
         "created_at": _iso(m.created_at),
     }
 

@@ -28,6 +28,28 @@ def head_revision() -> str:
     return head
 
 
+class SchemaTooNew(RuntimeError):
+    """The database was upgraded by a newer simgate than this one."""
+
+
+@functools.cache
+def _known() -> frozenset[str]:
+    script = ScriptDirectory.from_config(alembic_config())
+    return frozenset(rev.revision for rev in script.walk_revisions())
+
+
+def check_known(revision: str | None) -> None:
+    """SchemaTooNew, in words for people, when ``revision`` is not one of ours."""
+    if revision is not None and revision not in _known():
+        from simgate import __version__
+
+        raise SchemaTooNew(
+            f"the database's schema is at revision {revision!r}, which simgate {__version__} "
+            f"does not know (it goes up to {head_revision()!r}): a newer simgate upgraded it; "
+            "run that version (downgrading the schema would lose its data)"
+        )
+
+
 def _current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 

@@ -193,6 +193,10 @@ class Message(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The SIM asked for (outbound) or that received it (inbound), on phones with two.
+    sim_slot: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    # Inbound: a hash of (gateway, sender, time, body), so a phone's retry is stored once.
+    inbound_key: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
 
 
 class MessageEvent(Base):
@@ -264,6 +268,18 @@ class Gateway(Base):
     number: Mapped[str | None] = mapped_column(String(32), nullable=True)  # its SIM's number
     deactivated_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
     deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Phones (seed 003): the registered name and device, the key (only its SHA-256), what
+    # the phone reports, and whether it counts as online (for gateway.online/offline).
+    label: Mapped[str] = mapped_column(String(128), default="")
+    device_id: Mapped[str | None] = mapped_column(String(128), nullable=True, unique=True)
+    key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    key_prefix: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    device_info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    app_version: Mapped[str] = mapped_column(String(64), default="")
+    sims: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    reported: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    presence: Mapped[str] = mapped_column(String(8), default="offline")
     signal: Mapped[int | None] = mapped_column(Integer, nullable=True)
     battery: Mapped[int | None] = mapped_column(Integer, nullable=True)
     sent_count: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -288,3 +304,33 @@ class Node(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class EnrollmentToken(Base):
+    """Lets one phone register itself (``POST /api/v1/gateway/register``); only its SHA-256
+    is stored, and a successful registration uses it up."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(24))
+    label: Mapped[str] = mapped_column(String(128), default="")
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    gateway: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Event(Base):
+    """Something that happened, for webhooks and the dashboard: ``gateway.online``,
+    ``gateway.offline``, … Written in the transaction that made it happen."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(32), index=True)
+    subject: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -27,11 +27,12 @@ from simgate.services.notify import listen_forever
 from simgate.services.outbound import NOTIFY_CHANNEL
 from simgate.store.engine import describe_db_error, make_engine
 from simgate.store.migrate import current_revision, head_revision
-from simgate.web.api import compat, messages, system, v1
+from simgate.web.api import compat, gateway_api, messages, system, v1
+from simgate.web.cable import cable
 from simgate.web.dashboard import views as dashboard
 from simgate.web.errors import install_error_handlers
 from simgate.web.middleware import CoreMiddleware
-from simgate.web.runtime import Runtime
+from simgate.web.runtime import PHONE_CHANNEL, Runtime
 
 log = logging.getLogger(__name__)
 DOCS_ASSETS = Path(fastapi_offline.__file__).with_name("static")
@@ -44,6 +45,18 @@ simgate turns SIM cards into an SMS API. Authenticate with an app key:
 `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 
 Every error answers `{"error": {"code", "message", "field"?}}` with a fitting status."""
+
+
+def _background(work: Callable[[str], Coroutine[Any, Any, None]]) -> Callable[[str], None]:
+    """A sync callback that runs ``work`` as a task (keeping a reference until it ends)."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    def start(payload: str) -> None:
+        task = asyncio.get_running_loop().create_task(work(payload))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return start
 
 
 async def _prune_forever(runtime: Runtime) -> None:
@@ -125,11 +138,14 @@ def create_app(
         runtime.dispatcher.start()
         spawn(runtime.gateways.run(), "gateways")
         if runtime.engine.url.get_backend_name() == "postgresql":
-            channels = {
-                NOTIFY_CHANNEL: runtime.dispatcher.wake,
-                AUTH_CHANNEL: runtime.authenticator.invalidate,
+            phones_told = _background(runtime.phones.notified)
+            channels: dict[str, Callable[[str], None]] = {
+                NOTIFY_CHANNEL: lambda _: runtime.dispatcher.wake(),
+                AUTH_CHANNEL: lambda _: runtime.authenticator.invalidate(),
+                PHONE_CHANNEL: phones_told,
             }
             spawn(listen_forever(settings.effective_database_url, channels), "wake-listener")
+        spawn(runtime.phones.ping_forever(), "cable-pings")
         spawn(runtime.request_log.run(), "request-log")
         spawn(runtime.authenticator.sync_forever(), "auth-sync")
         spawn(_prune_forever(runtime), "prune")
@@ -143,6 +159,7 @@ def create_app(
             # Drain: in-flight sends finish (or keep their lease for the next start).
             await runtime.dispatcher.stop(drain=min(10.0, settings.gateway_ack_timeout))
             await runtime.gateways.release()
+            await runtime.phones.close_all()
             await runtime.outbound.close()
             for task in tasks:
                 task.cancel()
@@ -168,6 +185,8 @@ def create_app(
     app.include_router(v1.router)
     app.include_router(messages.router)
     app.include_router(compat.router)
+    app.include_router(gateway_api.router)
+    app.add_api_websocket_route("/cable", cable)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _install_docs(app)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from simgate.domain.keys import Scope
+from simgate.domain.keys import Scope, is_gateway_key
 from simgate.errors import Forbidden, Unauthorized
 from simgate.services.auth import Principal
 from simgate.web.runtime import Runtime
@@ -59,6 +59,11 @@ async def authenticate(request: Request, key: str) -> Principal:
     principal = await runtime.authenticator.authenticate(key)
     if principal is None:
         runtime.metrics.auth_failures.labels("invalid_key").inc()
+        if is_gateway_key(key):
+            raise Unauthorized(
+                "this is a gateway key (gw_live_…): it is for /api/v1/gateway/* and /cable; "
+                "the app API takes an app key (sg_…)"
+            )
         raise Unauthorized("invalid or revoked API key")
     request.scope.setdefault("state", {})["principal"] = principal
     return principal

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -72,6 +73,31 @@ def error_response(
     )
 
 
+GATEWAY_PREFIX = "/api/v1/gateway/"
+
+
+def _respond(
+    request: Request,
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    field: str | None = None,
+    hint: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The app API's error shape, or seed 003's ``{"success": false, "error": …}`` on the
+    gateway protocol's paths (with its rate-limit headers, on errors too)."""
+    if not request.url.path.startswith(GATEWAY_PREFIX):
+        return error_response(status, message, code=code, field=field, hint=hint, headers=headers)
+    body: dict[str, Any] = {"success": False, "error": message}
+    if field is not None:
+        body["field"] = field
+    merged = dict(getattr(request.state, "rate_headers", None) or {})
+    merged.update(headers or {})
+    return JSONResponse(body, status_code=status, headers=merged or None)
+
+
 class ApiError(HTTPException):
     """An HTTP error raised from routes or middleware with code, field and headers."""
 
@@ -131,7 +157,8 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, HTTPException)
         status = exc.status_code
         if isinstance(exc, ApiError):
-            return error_response(
+            return _respond(
+                request,
                 status,
                 str(exc.detail),
                 code=exc.code,
@@ -144,19 +171,29 @@ def install_error_handlers(app: FastAPI) -> None:
         message = (
             detail if detail and detail not in ("Not Found", "Method Not Allowed") else default
         )
-        return error_response(status, message, headers=exc.headers)
+        return _respond(request, status, message, headers=exc.headers)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return _validation_response(exc)
+        answer = _validation_response(exc)
+        if request.url.path.startswith(GATEWAY_PREFIX):
+            err = json.loads(bytes(answer.body))["error"]
+            return _respond(request, answer.status_code, err["message"], field=err.get("field"))
+        return answer
 
     async def on_simgate(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, SimgateError)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         if isinstance(exc, RateLimited):
             headers = {"Retry-After": str(exc.retry_after)}
-        return error_response(
-            exc.status, exc.message, code=exc.code, field=exc.field, hint=exc.hint, headers=headers
+        return _respond(
+            request,
+            exc.status,
+            exc.message,
+            code=exc.code,
+            field=exc.field,
+            hint=exc.hint,
+            headers=headers,
         )
 
     async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
@@ -171,7 +208,8 @@ def install_error_handlers(app: FastAPI) -> None:
             "database unavailable",
             extra={"path": request.url.path, "error": str(getattr(exc, "orig", exc))[:200]},
         )
-        return error_response(
+        return _respond(
+            request,
             503,
             "the database is unavailable; try again shortly",
             code="unavailable",

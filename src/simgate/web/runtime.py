@@ -7,15 +7,26 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from simgate.config import Settings
+from simgate.domain.ratelimit import FixedWindows
+from simgate.drivers.kinds import DriverEnv
 from simgate.services.auth import KeyAuthenticator
 from simgate.services.dispatcher import Dispatcher
 from simgate.services.gateway_manager import GatewayManager
+from simgate.services.notify import notify
 from simgate.services.outbound import Outbound
+from simgate.services.phone_auth import PhoneAuthenticator
+from simgate.services.phone_hub import PhoneHub
 from simgate.services.request_log import RequestLog
 from simgate.services.sessions import LoginThrottle
 from simgate.services.waiters import StatusWaiters
 from simgate.store.engine import make_sessionmaker
 from simgate.web.metrics import Metrics
+
+PHONE_CHANNEL = "simgate_phone"
+# Requests a minute per phone key on /api/v1/gateway/* (seed 003's limits). The seed asks
+# for a heartbeat every 30-120 s and says "1 per minute"; six a minute never refuses a phone
+# that keeps to the 30 s minimum, even when two beats fall into one fixed window.
+PHONE_LIMITS = {"heartbeat": 6, "sms_received": 100, "sms_status": 1000, "register": 10}
 
 
 @dataclass
@@ -31,6 +42,9 @@ class Runtime:
     dispatcher: Dispatcher
     gateways: GatewayManager
     outbound: Outbound
+    phone_auth: PhoneAuthenticator
+    phones: PhoneHub
+    phone_limits: dict[str, FixedWindows]
 
     @classmethod
     def build(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
@@ -57,7 +71,17 @@ class Runtime:
         )
         waiters = StatusWaiters(sessionmaker)
         dispatcher = Dispatcher(sessionmaker, settings, on_status=waiters.notify)
-        gateways = GatewayManager(sessionmaker, settings, dispatcher)
+        phone_auth = PhoneAuthenticator(sessionmaker, cache_size=settings.auth_cache_size)
+
+        async def tell_nodes(payload: str) -> None:
+            if settings.backend == "postgresql":
+                async with sessionmaker.begin() as session:
+                    await notify(session, PHONE_CHANNEL, payload)
+
+        hub = PhoneHub(phone_auth, dispatcher, notify=tell_nodes)
+        authenticator.listeners.append(hub.keys_changed)
+        gateways = GatewayManager(sessionmaker, settings, dispatcher, env=DriverEnv(phones=hub))
+        hub.on_change = gateways.wake
         outbound = Outbound(sessionmaker, settings, wake=dispatcher.wake)
         return cls(
             settings,
@@ -71,4 +95,7 @@ class Runtime:
             dispatcher,
             gateways,
             outbound,
+            phone_auth,
+            hub,
+            {kind: FixedWindows(limit) for kind, limit in PHONE_LIMITS.items()},
         )

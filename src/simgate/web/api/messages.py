@@ -41,6 +41,9 @@ class SendBody(Strict):
     )
     body: str = Field(max_length=MAX_BODY_CHARS, examples=["Your code is 123456"])
     gateway: str | None = Field(default=None, description="Send through this gateway only.")
+    sim: Literal[1, 2] | None = Field(
+        default=None, description="The SIM slot to send from, on a phone with two SIMs."
+    )
     send_at: datetime | None = Field(default=None, description="ISO-8601; schedule for later.")
     ttl: int | None = Field(default=None, description="Seconds; expire instead of sending late.")
     priority: Literal["normal", "high"] = "normal"
@@ -77,6 +80,7 @@ class SendBody(Strict):
             ttl=self.ttl,
             priority=Priority.HIGH if self.priority == "high" else Priority.NORMAL,
             metadata=self.metadata,
+            sim=self.sim,
         )
 
 
@@ -210,4 +214,20 @@ def gateway_out(g: gateway_service.GatewayInfo) -> dict[str, Any]:
         "counters": {"sent": g.sent, "failed": g.failed, "received": g.received},
         "rate_per_minute": g.rate_per_minute,
         "max_in_flight": g.max_in_flight,
+        **(
+            {
+                "label": g.label,
+                "device_id": g.device_id,
+                "device_info": g.device_info or {},
+                "app_version": g.app_version or None,
+                "sims": g.sims or [],
+                "last_heartbeat": _iso(g.last_heartbeat_at),
+            }
+            if g.kind == "android"
+            else {}
+        ),
     }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
