@@ -194,10 +194,14 @@ class Clients:
 
 def wait_connected(clients: Clients, server_pid: int, n: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
+    said = time.monotonic()
     while time.monotonic() < deadline:
         connected = sum(r["connected"] for r in clients.ask("count"))
         if connected >= n:
             return
+        if time.monotonic() - said > 10:
+            print(f"  {connected} of {n} phones connected ...", flush=True)
+            said = time.monotonic()
         time.sleep(1)
     sys.exit(f"error: only {connected} of {n} phones connected")
 

@@ -132,6 +132,7 @@ class Dispatcher:
         self._stopping = False
         self._last_sweep = 0.0
         self._pending: list[Entry] = []
+        self._statuses: dict[str, tuple[str, str, dict[str, Any], datetime]] = {}
         self._recorder_wake = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
         self._recorder_task: asyncio.Task[None] | None = None
@@ -172,18 +173,17 @@ class Dispatcher:
             not sims or any(b.available(now) for b in sims.values())
         )
 
-    def _views(self, now: float) -> dict[str, GatewayView]:
-        return {
-            name: GatewayView(
-                name=name,
-                online=gw.online,
-                in_flight=self._in_flight.get(name, 0),
-                max_in_flight=gw.max_in_flight,
-                rate_ok=self._rate_ok(name, now),
-                sims=gw.sim_count,
-            )
-            for name, gw in self.gateways.items()
-        }
+    def _ready(self, now: float) -> dict[str, GatewayView]:
+        """The gateways that can take a message now (a node may run thousands of phones:
+        views are made only for those)."""
+        ready = {}
+        for name, gw in self.gateways.items():
+            in_flight = self._in_flight.get(name, 0)
+            if gw.online and in_flight < gw.max_in_flight and self._rate_ok(name, now):
+                ready[name] = GatewayView(
+                    name, True, in_flight, gw.max_in_flight, True, gw.sim_count
+                )
+        return ready
 
     def _take_sim(self, name: str, wanted: int | None, now: float) -> tuple[bool, int | None]:
         """Which SIM sends (the one asked for, or the one with most room), and whether its
@@ -269,6 +269,7 @@ class Dispatcher:
                 await self._recorder_task
         try:
             await asyncio.wait_for(self._record_pending(), timeout=5.0)
+            await asyncio.wait_for(self._write_statuses(), timeout=5.0)
         except (TimeoutError, SQLAlchemyError, OSError) as exc:
             log.warning(
                 "could not record every outcome before stopping; the leases bring "
@@ -291,20 +292,19 @@ class Dispatcher:
 
     async def _claim(self) -> list[Claimed]:
         mono = time.monotonic()
-        views = self._views(mono)
-        ready = [
-            v for v in views.values() if v.online and v.rate_ok and v.in_flight < v.max_in_flight
-        ]
-        if not ready:
+        views = self._ready(mono)
+        if not views:
             return []
-        free = sum(v.max_in_flight - v.in_flight for v in ready)
-        names = [v.name for v in ready]
+        free = sum(v.max_in_flight - v.in_flight for v in views.values())
+        names = list(views)
         now = utcnow()
         claimed: list[Claimed] = []
         taken: dict[str, int] = {}
-        buckets = [(b, b.tokens, b.updated) for b in self._buckets.values()]
+        buckets = [
+            (self._buckets[n], self._buckets[n].tokens, self._buckets[n].updated) for n in names
+        ]
         buckets += [
-            (b, b.tokens, b.updated) for s in self._sim_buckets.values() for b in s.values()
+            (b, b.tokens, b.updated) for n in names for b in self._sim_buckets.get(n, {}).values()
         ]
         try:
             await self._claim_rows(views, names, free, mono, now, claimed, taken)
@@ -357,12 +357,15 @@ class Dispatcher:
                     move(session, m, S.EXPIRED, {"reason": "ttl passed before sending"}, now=now)
                     self._on_status(m.id, S.EXPIRED.value)
                     continue
-                name = choose(
-                    views.values(),
-                    pinned=m.gateway_pinned,
-                    avoid=[m.avoid_gateway] if m.avoid_gateway else [],
-                    sim=m.sim_slot,
-                )
+                if m.gateway_pinned is not None:  # its own gateway, looked up, not searched for
+                    view = views.get(m.gateway_pinned)
+                    name = choose([view], pinned=m.gateway_pinned, sim=m.sim_slot) if view else None
+                else:
+                    name = choose(
+                        views.values(),
+                        avoid=[m.avoid_gateway] if m.avoid_gateway else [],
+                        sim=m.sim_slot,
+                    )
                 if name is None:
                     continue
                 sim_ok, slot = self._take_sim(name, m.sim_slot, mono)
@@ -450,6 +453,7 @@ class Dispatcher:
             self._recorder_wake.clear()
             try:
                 await self._record_pending()
+                await self._write_statuses()
             except Exception:  # never let the recorder die: every send waits on it
                 log.exception("recorder: unexpected error; carrying on")
                 await asyncio.sleep(1.0)
@@ -664,28 +668,40 @@ class Dispatcher:
             await inbound.store(session, item)
 
     async def status_changed(self, gateway: str, status: GatewayStatus, detail: str) -> None:
+        """Note a gateway's new status; the recorder writes the latest of each gateway in
+        one transaction with others (a thousand phones connecting must not cost a thousand
+        transactions)."""
         log.info(
             "gateway status", extra={"gateway": gateway, "status": status.value, "detail": detail}
         )
-        with contextlib.suppress(SQLAlchemyError, OSError):
-            async with self._sessionmaker.begin() as session:
-                await session.execute(
-                    update(GatewayRow)
-                    # Only while this node holds it: a node that just lost a gateway
-                    # must not write over its new owner's claim.
-                    .where(
-                        GatewayRow.name == gateway,
-                        or_(GatewayRow.node == self.node, GatewayRow.node.is_(None)),
-                    )
-                    .values(
-                        status=status.value,
-                        status_detail=detail[:255],
-                        last_seen_at=utcnow(),
-                        **self.health_of(gateway),
-                    )
-                )
+        self._statuses[gateway] = (status.value, detail[:255], self.health_of(gateway), utcnow())
+        self._recorder_wake.set()
         if status is GatewayStatus.ONLINE:
             self.wake()
+
+    async def _write_statuses(self) -> None:
+        if not self._statuses:
+            return
+        pending, self._statuses = self._statuses, {}
+        try:
+            async with self._sessionmaker.begin() as session:
+                for gateway, (status, detail, health, at) in pending.items():
+                    await session.execute(
+                        update(GatewayRow)
+                        # Only while this node holds it: a node that just lost a gateway
+                        # must not write over its new owner's claim.
+                        .where(
+                            GatewayRow.name == gateway,
+                            or_(GatewayRow.node == self.node, GatewayRow.node.is_(None)),
+                        )
+                        .values(status=status, status_detail=detail, last_seen_at=at, **health)
+                    )
+        except (SQLAlchemyError, OSError) as exc:
+            for gateway, value in pending.items():  # newer ones win; try again at the next
+                self._statuses.setdefault(gateway, value)
+            log.warning(
+                "could not record gateway statuses", extra={"error": describe_db_error(exc)}
+            )
 
     def health_of(self, gateway: str) -> dict[str, Any]:
         """What a gateway knows of itself worth showing: signal bars, its SIM's number."""

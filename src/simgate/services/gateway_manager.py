@@ -85,12 +85,16 @@ class GatewayManager:
     async def sync(self) -> None:
         """One heartbeat: record this node, claim and start what it should run, stop and
         release the rest."""
+        await self.apply(await self.heartbeat())
+
+    async def heartbeat(self) -> list[GatewayRow]:
+        """The database side of a heartbeat: this node's row, the claims, and the phones
+        that went offline. The gateways this node holds now."""
         started = time.monotonic()
         now = utcnow()
         stale = now - timedelta(seconds=self._settings.gateway_offline_after)
-        running = self._dispatcher.gateways
         mine: list[GatewayRow] = []
-        renew: list[GatewayRow] = []
+        bulk: list[GatewayRow] = []
         missing: list[str] = []
         async with self._sessionmaker.begin() as session:
             rows = list(await session.scalars(select(GatewayRow)))
@@ -117,15 +121,16 @@ class GatewayManager:
                 if verdict.bind_host:
                     values["place_host_id"] = self.here.host_id
                     values["place_host_name"] = self.here.hostname[:255]
-                if row.node == self.node and not values:
-                    renew.append(row)  # already ours, nothing to change: renewed in bulk
+                holder = holders.get(row.node or "")
+                if not values and not (holder and nodes.process_gone(holder, self.identity)):
+                    bulk.append(row)  # nothing but the claim to write: claimed in bulk
                     continue
                 values.update(node=self.node, last_seen_at=now)
                 cond = self._claimable(row, holders, stale)
                 result = await session.execute(update(GatewayRow).where(cond).values(**values))
                 if getattr(result, "rowcount", 0):
                     mine.append(row)
-            mine += await self._renew(session, renew, holders, stale, now)
+            mine += await self._claim_bulk(session, bulk, stale, now)
             await phones.sweep_offline(
                 session, now=now, offline_after=self._settings.gateway_offline_after
             )
@@ -139,6 +144,12 @@ class GatewayManager:
             )
         self._last_ok = started
         self.stepped_down = False
+        return mine
+
+    async def apply(self, mine: list[GatewayRow]) -> None:
+        """Run exactly the gateways in ``mine``: start the new ones, stop and release the
+        others."""
+        running = self._dispatcher.gateways
         keep = {r.name for r in mine}
         dropped = [name for name in running if name not in keep]
         for name in dropped:
@@ -152,38 +163,34 @@ class GatewayManager:
             if driver is not None and row.kind == phones.KIND:
                 driver.sim_count = len(row.sims) if row.sims else None
 
-    async def _renew(
-        self,
-        session: AsyncSession,
-        rows: list[GatewayRow],
-        holders: dict[str, Node],
-        stale: datetime,
-        now: datetime,
+    async def _claim_bulk(
+        self, session: AsyncSession, rows: list[GatewayRow], stale: datetime, now: datetime
     ) -> list[GatewayRow]:
-        """Renew the claim on gateways this node holds, a statement per 500 (a node with
-        thousands of phones must not write a row each). When a chunk counts fewer rows
-        than asked (another node took one), it is redone one by one to see which."""
+        """Claim (or renew the claim on) gateways, a statement per 500, and read back which
+        are ours: a node with thousands of phones must not write a row each heartbeat."""
         kept: list[GatewayRow] = []
         for i in range(0, len(rows), 500):
-            chunk = rows[i : i + 500]
-            result = await session.execute(
+            chunk = {r.id: r for r in rows[i : i + 500]}
+            ids = list(chunk)
+            await session.execute(
                 update(GatewayRow)
-                .where(GatewayRow.id.in_([r.id for r in chunk]), GatewayRow.node == self.node)
-                .values(last_seen_at=now)
+                .where(
+                    GatewayRow.id.in_(ids),
+                    GatewayRow.is_active.is_(True),
+                    or_(
+                        GatewayRow.node.is_(None),
+                        GatewayRow.node == self.node,
+                        GatewayRow.last_seen_at.is_(None),
+                        GatewayRow.last_seen_at < stale,
+                    ),
+                )
+                .values(node=self.node, last_seen_at=now)
                 .execution_options(synchronize_session=False)
             )
-            if getattr(result, "rowcount", 0) == len(chunk):
-                kept += chunk
-                continue
-            for row in chunk:
-                one = await session.execute(
-                    update(GatewayRow)
-                    .where(self._claimable(row, holders, stale))
-                    .values(node=self.node, last_seen_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-                if getattr(one, "rowcount", 0):
-                    kept.append(row)
+            ours = await session.scalars(
+                select(GatewayRow.id).where(GatewayRow.id.in_(ids), GatewayRow.node == self.node)
+            )
+            kept += [chunk[id_] for id_ in ours]
         return kept
 
     async def _start(self, row: GatewayRow) -> None:
@@ -228,7 +235,10 @@ class GatewayManager:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
                 # cancellation that stops the server when sync finishes at that moment.
                 async with asyncio.timeout(max(HEARTBEAT, self.step_down_after / 2)):
-                    await self.sync()
+                    mine = await self.heartbeat()
+                # Starting and stopping drivers is not bounded: a thousand phones take a
+                # while, and cutting that short would help nobody.
+                await self.apply(mine)
             except TimeoutError:
                 log.warning("gateway heartbeat timed out (database slow or unreachable)")
                 await self.step_down_if_cut_off()
