@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -94,7 +95,12 @@ async def phone_client(url: str, keys: list[str], control: Any) -> None:
     while line := (await reader.readline()).decode().strip():
         cmd, _, arg = line.partition(" ")
         if cmd == "count":
-            print(json.dumps({"connected": sum(p.subscribed.is_set() for p in phones)}), flush=True)
+            connected = sum(p.subscribed.is_set() for p in phones)
+            dead = [repr(t.exception())[:200] for t in tasks if t.done() and not t.cancelled()]
+            print(
+                json.dumps({"connected": connected, "dead": dead[:3], "n_dead": len(dead)}),
+                flush=True,
+            )
         elif cmd == "beat":
             # Every phone beats twice a second (under the socket's flood limit) for the
             # given time; the acks counted are what the server handled.
@@ -114,7 +120,8 @@ async def phone_client(url: str, keys: list[str], control: Any) -> None:
 async def _beat(phone: Any, seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        await phone.heartbeat()
+        with contextlib.suppress(Exception):  # a phone reconnecting misses a beat
+            await phone.heartbeat()
         await asyncio.sleep(0.5)
 
 
@@ -196,11 +203,14 @@ def wait_connected(clients: Clients, server_pid: int, n: int, timeout: float = 3
     deadline = time.monotonic() + timeout
     said = time.monotonic()
     while time.monotonic() < deadline:
-        connected = sum(r["connected"] for r in clients.ask("count"))
+        answers = clients.ask("count")
+        connected = sum(r["connected"] for r in answers)
         if connected >= n:
             return
         if time.monotonic() - said > 10:
-            print(f"  {connected} of {n} phones connected ...", flush=True)
+            dead = sum(r["n_dead"] for r in answers)
+            why = next((r["dead"][0] for r in answers if r["dead"]), "")
+            print(f"  {connected} of {n} phones connected ({dead} gave up {why})", flush=True)
             said = time.monotonic()
         time.sleep(1)
     sys.exit(f"error: only {connected} of {n} phones connected")

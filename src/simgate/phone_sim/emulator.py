@@ -101,11 +101,13 @@ class PhoneEmulator:
                     delay = 0.5
                 except Refused:
                     raise
-                except (OSError, WebSocketException, TimeoutError) as exc:
-                    if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
+                except InvalidStatus as exc:
+                    if exc.response.status_code in (401, 403):
                         self.stats.refused = f"HTTP {exc.response.status_code}"
                         raise Refused(self.stats.refused) from None
-                    log.info("phone emulator: connection lost (%s); reconnecting", exc)
+                    log.info("phone emulator: refused (%s); reconnecting", exc)
+                except Exception as exc:  # whatever broke the connection, a phone retries
+                    log.info("phone emulator: connection lost (%r); reconnecting", exc)
                 if not self.config.reconnect:
                     return
                 await asyncio.sleep(delay)

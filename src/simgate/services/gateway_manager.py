@@ -37,6 +37,25 @@ from simgate.store.models import Node
 from simgate.store.types import utcnow
 
 log = logging.getLogger(__name__)
+SYNC_COLUMNS = (
+    GatewayRow.id,
+    GatewayRow.name,
+    GatewayRow.kind,
+    GatewayRow.is_active,
+    GatewayRow.config,
+    GatewayRow.place_kind,
+    GatewayRow.place_host_id,
+    GatewayRow.place_host_name,
+    GatewayRow.place_node,
+    GatewayRow.node,
+    GatewayRow.rate_per_minute,
+    GatewayRow.max_in_flight,
+    GatewayRow.sims,
+)
+# A gateway as a heartbeat reads it: a row of SYNC_COLUMNS (attributes by column name).
+Synced = Any
+YIELD_EVERY = 50
+MIN_SYNC_GAP = 0.5  # seconds between the starts of two syncs
 
 
 class GatewayManager:
@@ -61,6 +80,7 @@ class GatewayManager:
         self.stepped_down = False
         self.env = env or DriverEnv()
         self._wake = asyncio.Event()
+        self._sync_gap = MIN_SYNC_GAP
 
     def wake(self) -> None:
         """Sync now rather than at the next heartbeat (a phone's socket opened or closed)."""
@@ -69,7 +89,7 @@ class GatewayManager:
     def _connected(self, name: str) -> bool:
         return self.env.phones is not None and self.env.phones.connected(name)
 
-    def _claimable(self, row: GatewayRow, holders: dict[str, Node], stale: datetime) -> Any:
+    def _claimable(self, row: Synced, holders: dict[str, Node], stale: datetime) -> Any:
         """The condition under which this node may take ``row`` now (None: it may not)."""
         free = [
             GatewayRow.node.is_(None),
@@ -87,18 +107,23 @@ class GatewayManager:
         release the rest."""
         await self.apply(await self.heartbeat())
 
-    async def heartbeat(self) -> list[GatewayRow]:
+    async def heartbeat(self) -> list[Synced]:
         """The database side of a heartbeat: this node's row, the claims, and the phones
         that went offline. The gateways this node holds now."""
         started = time.monotonic()
         now = utcnow()
         stale = now - timedelta(seconds=self._settings.gateway_offline_after)
-        mine: list[GatewayRow] = []
-        bulk: list[GatewayRow] = []
+        mine: list[Synced] = []
+        bulk: list[Synced] = []
         missing: list[str] = []
         async with self._sessionmaker.begin() as session:
-            rows = list(await session.scalars(select(GatewayRow)))
+            # Plain rows of the columns a heartbeat needs, not ORM objects: a node with
+            # thousands of phones reads them all every heartbeat, on the event loop.
+            rows = list(await session.execute(select(*SYNC_COLUMNS)))
             holders = {n.name: n for n in await session.scalars(select(Node))}
+            # Detached, the nodes are only read: every UPDATE below would otherwise match
+            # itself against each object in the session.
+            session.expunge_all()
             for row in rows:
                 kind = KINDS.get(row.kind)
                 if kind is None or not row.is_active:
@@ -146,29 +171,38 @@ class GatewayManager:
         self.stepped_down = False
         return mine
 
-    async def apply(self, mine: list[GatewayRow]) -> None:
+    async def apply(self, mine: list[Synced]) -> None:
         """Run exactly the gateways in ``mine``: start the new ones, stop and release the
         others."""
         running = self._dispatcher.gateways
         keep = {r.name for r in mine}
         dropped = [name for name in running if name not in keep]
-        for name in dropped:
+        for i, name in enumerate(dropped):
             await self._dispatcher.remove_gateway(name)
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
         if dropped:
             await self._release(dropped)
+        started = 0
         for row in mine:
             if row.name not in running:
                 await self._start(row)
+                started += 1
+                # Starting a driver rarely waits for anything: without a pause now and
+                # then, starting thousands would hold the event loop (and every socket's
+                # pings) for seconds.
+                if started % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
             driver = running.get(row.name)
             if driver is not None and row.kind == phones.KIND:
                 driver.sim_count = len(row.sims) if row.sims else None
 
     async def _claim_bulk(
-        self, session: AsyncSession, rows: list[GatewayRow], stale: datetime, now: datetime
-    ) -> list[GatewayRow]:
+        self, session: AsyncSession, rows: list[Synced], stale: datetime, now: datetime
+    ) -> list[Synced]:
         """Claim (or renew the claim on) gateways, a statement per 500, and read back which
         are ours: a node with thousands of phones must not write a row each heartbeat."""
-        kept: list[GatewayRow] = []
+        kept: list[Synced] = []
         for i in range(0, len(rows), 500):
             chunk = {r.id: r for r in rows[i : i + 500]}
             ids = list(chunk)
@@ -193,7 +227,7 @@ class GatewayManager:
             kept += [chunk[id_] for id_ in ours]
         return kept
 
-    async def _start(self, row: GatewayRow) -> None:
+    async def _start(self, row: Synced) -> None:
         try:
             driver = KINDS[row.kind].build(
                 row.name, dict(row.config or {}), row.max_in_flight, self.env
@@ -231,6 +265,7 @@ class GatewayManager:
     async def run(self) -> None:
         while True:
             self._wake.clear()  # before the sync: a wake during it means sync again
+            began = time.monotonic()
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
                 # cancellation that stops the server when sync finishes at that moment.
@@ -248,6 +283,9 @@ class GatewayManager:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(HEARTBEAT):
                     await self._wake.wait()
+            # Woken early (a phone connected): a sync reads every gateway, so thousands of
+            # phones connecting at once share syncs rather than each causing one.
+            await asyncio.sleep(max(0.0, began + self._sync_gap - time.monotonic()))
 
     async def release(self) -> None:
         """Let other nodes take this node's gateways at once after a clean stop."""

@@ -35,7 +35,8 @@ from simgate.store.types import utcnow
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-def placement_of(row: GatewayRow) -> Placement:
+def placement_of(row: Any) -> Placement:
+    """From a gateway row (ORM or plain, with the place_* columns)."""
     try:
         kind = PlaceKind(row.place_kind)
     except ValueError:

@@ -17,9 +17,11 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from simgate.protocols.cable import CableConnection
 from simgate.services.phone_auth import Phone, PhoneAuthenticator
-from simgate.services.phones import StatusReport
+from simgate.services.phones import StatusReport, went_online
 
 if TYPE_CHECKING:
     from simgate.drivers.android import AndroidGateway
@@ -113,6 +115,7 @@ class PhoneHub:
         self,
         auth: PhoneAuthenticator,
         events: Dispatcher,
+        sessionmaker: async_sessionmaker[AsyncSession],
         *,
         on_change: Callable[[], None] = lambda: None,
         notify: Callable[[str], Awaitable[None]] | None = None,
@@ -124,6 +127,9 @@ class PhoneHub:
         self.links: dict[str, Link] = {}
         self._drivers: dict[str, AndroidGateway] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._online: dict[int, str] = {}  # phones connected since the last presence write
+        self._online_wake = asyncio.Event()
+        self._sessionmaker = sessionmaker
 
     # --- what drivers see (drivers.android.PhoneLinks) ---------------------------------
 
@@ -153,7 +159,8 @@ class PhoneHub:
         old = self.links.get(link.name)
         self.links[link.name] = link
         if old is not None and old is not link:
-            old.shut(old.conn.disconnect("replaced", reconnect=False))
+            # reconnect: true, in case the old socket is the one the phone still uses
+            old.shut(old.conn.disconnect("replaced", reconnect=True))
         await self.changed(link.name)
 
     async def detach(self, link: Link) -> None:
@@ -209,6 +216,34 @@ class PhoneHub:
         driver = self._drivers.get(gateway)
         if driver is not None:
             await driver.on_status(message_id, status, data.get("e") or "")
+
+    # --- presence ------------------------------------------------------------------------
+
+    def online(self, phone: Phone) -> None:
+        """A phone connected: recorded (with ``gateway.online`` if it was offline) by the
+        presence writer, many in one transaction, so a thousand phones connecting at once
+        do not queue a thousand transactions before their sockets are served."""
+        self._online[phone.id] = phone.name
+        self._online_wake.set()
+
+    async def presence_forever(self) -> None:
+        while True:
+            await self._online_wake.wait()
+            self._online_wake.clear()
+            await asyncio.sleep(0.05)  # let the ones connecting together come together
+            pending, self._online = self._online, {}
+            if not pending:
+                continue
+            try:
+                async with self._sessionmaker.begin() as session:
+                    for gateway_id, name in pending.items():
+                        await went_online(session, gateway_id=gateway_id, name=name, via="cable")
+            except Exception as exc:  # the database is away: try again with the next ones
+                for gateway_id, name in pending.items():
+                    self._online.setdefault(gateway_id, name)
+                log.warning("could not record phones online", extra={"error": str(exc)})
+                await asyncio.sleep(1.0)
+                self._online_wake.set()
 
     # --- background ---------------------------------------------------------------------
 

@@ -146,6 +146,7 @@ def create_app(
             }
             spawn(listen_forever(settings.effective_database_url, channels), "wake-listener")
         spawn(runtime.phones.ping_forever(), "cable-pings")
+        spawn(runtime.phones.presence_forever(), "phone-presence")
         spawn(runtime.request_log.run(), "request-log")
         spawn(runtime.authenticator.sync_forever(), "auth-sync")
         spawn(_prune_forever(runtime), "prune")

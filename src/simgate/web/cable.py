@@ -30,7 +30,6 @@ from simgate.protocols.cable import (
     choose_subprotocol,
 )
 from simgate.services import phones
-from simgate.services.phone_auth import Phone
 from simgate.services.phone_hub import Link
 from simgate.store.engine import describe_db_error
 from simgate.web.runtime import Runtime
@@ -91,21 +90,13 @@ async def cable(websocket: WebSocket) -> None:
     await runtime.phones.attach(link)
     log.info("phone connected", extra={"gateway": phone.name})
     try:
-        await _mark_online(runtime, phone)
+        runtime.phones.online(phone)
         await _serve(runtime, websocket, link)
     finally:
         link.shut()
         await runtime.phones.detach(link)
         await link.wait_closed()
         log.info("phone disconnected", extra={"gateway": phone.name})
-
-
-async def _mark_online(runtime: Runtime, phone: Phone) -> None:
-    try:
-        async with runtime.sessionmaker.begin() as session:
-            await phones.went_online(session, gateway_id=phone.id, name=phone.name, via="cable")
-    except (SQLAlchemyError, OSError) as exc:
-        log.warning("could not record a phone online", extra={"error": describe_db_error(exc)})
 
 
 async def _serve(runtime: Runtime, websocket: WebSocket, link: Link) -> None:

@@ -78,7 +78,7 @@ class Runtime:
                 async with sessionmaker.begin() as session:
                     await notify(session, PHONE_CHANNEL, payload)
 
-        hub = PhoneHub(phone_auth, dispatcher, notify=tell_nodes)
+        hub = PhoneHub(phone_auth, dispatcher, sessionmaker, notify=tell_nodes)
         authenticator.listeners.append(hub.keys_changed)
         gateways = GatewayManager(sessionmaker, settings, dispatcher, env=DriverEnv(phones=hub))
         hub.on_change = gateways.wake
