@@ -164,6 +164,36 @@ class Settings(BaseSettings):
     metrics_token: str = Field(
         default="", description="When set, /metrics needs 'Authorization: Bearer <token>'."
     )
+    # The inbox and webhooks
+    inbox_public: bool = Field(
+        default=False,
+        description="Let anyone read the last received SMS at /json (seed 001's LAN set-up).",
+    )
+    inbox_retention_days: int = Field(
+        default=90, ge=1, description="Days to keep received SMS (deleted ones included)."
+    )
+    inbox_waiters_per_app: int = Field(
+        default=50, ge=1, description="Concurrent /api/v1/inbox/wait calls an app may hold."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhook URLs on loopback, private or link-local addresses (LANs).",
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, le=60, description="Seconds a receiver has to answer a webhook."
+    )
+    webhook_concurrency: int = Field(
+        default=32, ge=1, description="Webhook deliveries in flight at once on this node."
+    )
+    webhook_per_app: int = Field(
+        default=8, ge=1, description="Webhook deliveries in flight at once for one app."
+    )
+    webhook_disable_after_days: float = Field(
+        default=5.0, gt=0, description="Disable an endpoint whose deliveries failed this long."
+    )
+    event_retention_days: int = Field(
+        default=14, ge=1, description="Days to keep events and their delivery log."
+    )
 
     @field_validator("database_url")
     @classmethod

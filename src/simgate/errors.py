@@ -48,3 +48,10 @@ class RateLimited(SimgateError):
     def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
         super().__init__(message, field=field)
         self.retry_after = retry_after
+
+
+class TimedOut(SimgateError):
+    """A long-poll ended without what it waited for (HTTP 408)."""
+
+    status = 408
+    code = "timeout"

@@ -30,6 +30,9 @@ TABLES = {
     "nodes",
     "enrollment_tokens",
     "events",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "webhook_attempts",
 }
 
 

@@ -13,6 +13,7 @@ from simgate.cli import serve as serve_cmd
 from simgate.cli.accounts import admin_cli, app_cli, key_cli
 from simgate.cli.common import out
 from simgate.cli.gateway import gateway_cli, node_cli
+from simgate.cli.inbox import inbox_cli
 from simgate.cli.modem import modem_cli
 
 cli = typer.Typer(
@@ -30,6 +31,7 @@ cli.add_typer(key_cli, name="key")
 cli.add_typer(gateway_cli, name="gateway")
 cli.add_typer(modem_cli, name="modem")
 cli.add_typer(node_cli, name="node")
+cli.add_typer(inbox_cli, name="inbox")
 cli.command()(send_cmd.send)
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from typing import Annotated, Any
 
 import typer
 
 from simgate.cli.common import ConfigOpt, err, fail, prepared_engine, run, say, settings_from
 from simgate.config import Settings
+from simgate.services.changes import CHANNEL, ChangeFeed
 from simgate.services.gateways import message_status
+from simgate.services.notify import listen_forever
 from simgate.services.outbound import Outbound, Sender, SendRequest
 from simgate.services.waiters import StatusWaiters
 from simgate.store.engine import make_sessionmaker
@@ -81,17 +85,39 @@ SETTLE = 1.5  # seconds a reason must hold before it is printed (a server may be
 async def _follow(sm: Any, settings: Settings, message_id: str, timeout: float) -> str | None:
     """Wait for a final status, showing progress; print why the message waits when no
     gateway can take it, rather than waiting silently."""
+
+    loop = asyncio.get_running_loop()
+    push = settings.backend == "postgresql"
+    waiters = StatusWaiters(sm, recheck=1.0 if push else 0.25)
+    listener = None
+    if push:  # told by the server the moment the status changes
+        feed = ChangeFeed(node=f"cli-{os.getpid()}", notify=False)
+        feed.listeners.append(waiters.changed)
+        listener = loop.create_task(
+            listen_forever(settings.effective_database_url, {CHANNEL: feed.remote})
+        )
+    try:
+        return await _progress(sm, settings, waiters, message_id, timeout)
+    finally:
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listener
+
+
+async def _progress(
+    sm: Any, settings: Settings, waiters: StatusWaiters, message_id: str, timeout: float
+) -> str | None:
     from rich.status import Status
 
     loop = asyncio.get_running_loop()
-    waiters = StatusWaiters(sm)
     with Status(f"{message_id}: queued", console=err) as spinner:
         deadline = loop.time() + timeout
         last = None
         reason, since, printed = None, 0.0, None
         while True:
             remaining = deadline - loop.time()
-            status = await waiters.wait(message_id, FINAL_SEND, max(0.0, min(0.5, remaining)))
+            status = await waiters.wait(message_id, FINAL_SEND, max(0.0, min(1.0, remaining)))
             if status is not None:
                 return status
             detail = await _read(sm, settings, message_id)

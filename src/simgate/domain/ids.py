@@ -46,3 +46,9 @@ class MonotonicIds:
 
 
 message_id = MonotonicIds("msg")
+
+
+def floor_id(prefix: str, ms: int) -> str:
+    """The smallest id made at ``ms`` (milliseconds since the epoch): every id made later
+    sorts above it, so "arrived after t" is ``id > floor_id(prefix, t)``."""
+    return f"{prefix}_{_encode(max(ms, 0), 10)}{'0' * 16}"

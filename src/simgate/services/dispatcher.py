@@ -27,7 +27,7 @@ from simgate.domain.messages import CLAIMABLE, MessageError, MessageStatus, Prio
 from simgate.domain.retry import ErrorKind, RetryPolicy
 from simgate.domain.routing import GatewayView, TokenBucket, choose
 from simgate.drivers.base import Gateway, GatewayStatus, OutboundSms, SendOutcome
-from simgate.services import inbound
+from simgate.services import events, inbound
 from simgate.services.outbound import move
 from simgate.store.engine import describe_db_error
 from simgate.store.models import Gateway as GatewayRow
@@ -696,12 +696,37 @@ class Dispatcher:
                         )
                         .values(status=status, status_detail=detail, last_seen_at=at, **health)
                     )
+                    await self._presence(session, gateway, status, detail)
         except (SQLAlchemyError, OSError) as exc:
             for gateway, value in pending.items():  # newer ones win; try again at the next
                 self._statuses.setdefault(gateway, value)
             log.warning(
                 "could not record gateway statuses", extra={"error": describe_db_error(exc)}
             )
+
+    async def _presence(
+        self, session: AsyncSession, gateway: str, status: str, detail: str
+    ) -> None:
+        """``gateway.online``/``gateway.offline`` for modems and the fake gateway, once per
+        change even with several nodes (the update is conditional). Phones keep their own
+        presence (services.phones), from heartbeats and their socket."""
+        online = status == GatewayStatus.ONLINE.value
+        changed = await session.execute(
+            update(GatewayRow)
+            .where(
+                GatewayRow.name == gateway,
+                GatewayRow.kind != "android",
+                GatewayRow.presence != "online" if online else GatewayRow.presence == "online",
+            )
+            .values(presence="online" if online else "offline")
+        )
+        if getattr(changed, "rowcount", 0):
+            if online:
+                events.gateway_changed(session, "gateway.online", gateway, node=self.node)
+            else:
+                events.gateway_changed(
+                    session, "gateway.offline", gateway, status=status, reason=detail
+                )
 
     def health_of(self, gateway: str) -> dict[str, Any]:
         """What a gateway knows of itself worth showing: signal bars, its SIM's number."""

@@ -3,12 +3,16 @@ long-poll and webhooks read from the same store."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simgate.domain import encoding
 from simgate.domain.ids import message_id
 from simgate.domain.messages import Direction, MessageStatus, Received
+from simgate.services import changes, events
 from simgate.store.models import Gateway, Message, MessageEvent
 from simgate.store.types import utcnow
 
@@ -22,28 +26,27 @@ async def store(session: AsyncSession, item: Received, *, inbound_key: str | Non
     meta = dict(item.extra or {})
     if item.incomplete:
         meta["incomplete"] = True
-    session.add(
-        Message(
-            id=mid,
-            direction=Direction.INBOUND.value,
-            app_id=None,
-            to_number=item.to[:32],
-            from_number=item.sender[:64],
-            body=item.body,
-            encoding=info.encoding.value if info else "gsm7",
-            segments=item.parts,
-            status=MessageStatus.RECEIVED.value,
-            priority=0,
-            gateway=item.gateway,
-            next_attempt_at=now,
-            attempts=0,
-            meta=meta or None,
-            sim_slot=item.sim_slot,
-            inbound_key=inbound_key,
-            created_at=item.received_at,
-            updated_at=now,
-        )
+    row = Message(
+        id=mid,
+        direction=Direction.INBOUND.value,
+        app_id=None,
+        to_number=item.to[:32],
+        from_number=item.sender[:64],
+        body=item.body,
+        encoding=info.encoding.value if info else "gsm7",
+        segments=item.parts,
+        status=MessageStatus.RECEIVED.value,
+        priority=0,
+        gateway=item.gateway,
+        next_attempt_at=now,
+        attempts=0,
+        meta=meta or None,
+        sim_slot=item.sim_slot,
+        inbound_key=inbound_key,
+        created_at=item.received_at,
+        updated_at=now,
     )
+    session.add(row)
     session.add(
         MessageEvent(
             message_id=mid,
@@ -61,4 +64,28 @@ async def store(session: AsyncSession, item: Received, *, inbound_key: str | Non
         .where(Gateway.name == item.gateway)
         .values(received_count=Gateway.received_count + 1)
     )
+    events.message_received(session, inbox_item(row))
+    changes.note_inbound(session, mid)
     return mid
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def inbox_item(m: Message) -> dict[str, Any]:
+    """A received SMS as the API shows it."""
+    meta = m.meta or {}
+    return {
+        "id": m.id,
+        "direction": "inbound",
+        "from": m.from_number,
+        "to": m.to_number or None,
+        "body": m.body,
+        "received_at": _iso(m.created_at),
+        "gateway": m.gateway,
+        "sim_slot": m.sim_slot,
+        "segments": m.segments,
+        "read_at": _iso(m.read_at),
+        **({"incomplete": True} if meta.get("incomplete") else {}),
+    }

@@ -29,6 +29,8 @@ from simgate.domain.messages import (
     check_move,
 )
 from simgate.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited
+from simgate.services import changes, inbound, ssrf
+from simgate.services.events import message_moved
 from simgate.store.models import App, AppUsage, Gateway, IdempotencyKey, Message, MessageEvent
 from simgate.store.types import utcnow
 
@@ -54,6 +56,7 @@ class SendRequest:
     priority: Priority = Priority.NORMAL
     metadata: dict[str, Any] | None = None
     sim: int | None = None  # the SIM slot to send from, on gateways with two
+    status_callback: str | None = None  # a URL told of every status change
 
     def fingerprint(self) -> str:
         """What an Idempotency-Key is bound to: the same key with another body is a 409."""
@@ -67,6 +70,7 @@ class SendRequest:
             "priority": int(self.priority),
             "metadata": self.metadata,
             **({"sim": self.sim} if self.sim is not None else {}),
+            **({"status_callback": self.status_callback} if self.status_callback else {}),
         }
         raw = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(raw.encode()).hexdigest()
@@ -444,6 +448,13 @@ class Outbound:
         policy = await self._policy(sender.app_id) if sender.app_id is not None else None
         numbers = self._numbers(req, set(policy.allowed) if policy else set())
         await self._check_gateway(req.gateway)
+        if req.status_callback:
+            try:
+                await ssrf.check_url(
+                    req.status_callback, allow_private=self._settings.webhook_allow_private
+                )
+            except ssrf.UnsafeUrl as exc:
+                raise Invalid(f"status_callback: {exc}", field="status_callback") from None
         quota = None
         if policy is not None and sender.app_id is not None:
             windows = self._windows(policy, now)
@@ -473,6 +484,7 @@ class Outbound:
                     "next_attempt_at": send_at or now,
                     "attempts": 0,
                     "metadata": req.metadata,
+                    "status_callback": req.status_callback,
                     "created_at": now,
                     "updated_at": now,
                 }
@@ -630,17 +642,7 @@ async def get_message(session: AsyncSession, id_: str, *, app_id: int | None) ->
 
 def message_item(m: Message) -> dict[str, Any]:
     if m.direction == Direction.INBOUND.value:
-        return {
-            "id": m.id,
-            "direction": "inbound",
-            "from": m.from_number,
-            "to": m.to_number,
-            "body": m.body,
-            "received_at": _iso(m.created_at),
-            "gateway": m.gateway,
-            "sim_slot": m.sim_slot,
-            "segments": m.segments,
-        }
+        return inbound.inbox_item(m)
     return {
         "id": m.id,
         "direction": "outbound",
@@ -743,6 +745,8 @@ def move(
         m.lease_owner = None
         m.lease_expires_at = None
     session.add(MessageEvent(message_id=m.id, status=new.value, at=when, detail=detail))
+    changes.note_status(session, m.id, new.value)
+    message_moved(session, m, new.value, when)
 
 
 async def prune(session: AsyncSession, *, idempotency_hours: int) -> int:

@@ -19,10 +19,10 @@ from simgate.domain.keys import generate_enrollment_token, generate_gateway_key,
 from simgate.domain.messages import Direction, Received
 from simgate.domain.placement import Placement
 from simgate.errors import Forbidden, Invalid, NotFound, SimgateError, Unauthorized
-from simgate.services import audit, gateways, inbound
+from simgate.services import audit, events, gateways, inbound
 from simgate.services.apps import bump_auth_generation
 from simgate.services.phone_auth import Phone
-from simgate.store.models import EnrollmentToken, Event, Message
+from simgate.store.models import EnrollmentToken, Message
 from simgate.store.models import Gateway as GatewayRow
 from simgate.store.types import utcnow
 
@@ -141,7 +141,8 @@ def parse_sims(raw: Any) -> list[dict[str, Any]] | None:
 
 
 def record_event(session: AsyncSession, kind: str, subject: str, **data: Any) -> None:
-    session.add(Event(type=kind, subject=subject[:64], data=data, created_at=utcnow()))
+    data.pop("gateway", None)
+    events.gateway_changed(session, kind, subject, **data)
 
 
 # --- registration and keys -----------------------------------------------------------------

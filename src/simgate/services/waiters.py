@@ -1,6 +1,7 @@
 """Waiting for a message to reach a status (seed 000's /api/sendsms, ``simgate send
---wait``). In-process changes resolve a waiter at once; changes made by another node are
-seen by re-reading the database every half second."""
+--wait``). Woken by push: the dispatcher's own outcomes at once, and changes committed by
+any node through the change feed (PostgreSQL NOTIFY). The status is re-read only when woken,
+plus a slow safety re-read (``recheck`` seconds) in case a notice was lost."""
 
 from __future__ import annotations
 
@@ -12,17 +13,37 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from simgate.services.changes import Changes
 from simgate.store.models import Message
 
 
 class StatusWaiters:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, recheck: float = 5.0
+    ) -> None:
         self._sessionmaker = sessionmaker
+        self._recheck = recheck
         self._events: dict[str, list[asyncio.Event]] = defaultdict(list)
 
     def notify(self, message_id: str, status: str) -> None:
         for event in self._events.get(message_id, ()):
             event.set()
+
+    def changed(self, changes: Changes) -> None:
+        """A change-feed listener."""
+        if not self._events:
+            return
+        if changes.rescan:
+            for events in self._events.values():
+                for event in events:
+                    event.set()
+            return
+        for message_id, status in changes.statuses:
+            self.notify(message_id, status)
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(v) for v in self._events.values())
 
     async def wait(self, message_id: str, statuses: set[str], timeout: float) -> str | None:
         """The message's status once it is one of ``statuses``; None after ``timeout``."""
@@ -31,6 +52,7 @@ class StatusWaiters:
         self._events[message_id].append(event)
         try:
             while True:
+                event.clear()
                 async with self._sessionmaker() as session:
                     status = await session.scalar(
                         select(Message.status).where(Message.id == message_id)
@@ -40,9 +62,8 @@ class StatusWaiters:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                event.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(0.5, remaining))
+                    await asyncio.wait_for(event.wait(), min(self._recheck, remaining))
         finally:
             self._events[message_id].remove(event)
             if not self._events[message_id]:

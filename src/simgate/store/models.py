@@ -197,6 +197,11 @@ class Message(Base):
     sim_slot: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
     # Inbound: a hash of (gateway, sender, time, body), so a phone's retry is stored once.
     inbound_key: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    # Inbound: when an app marked it read; when an admin deleted it (kept until pruned).
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Outbound: where to POST this message's status changes (signed like webhooks).
+    status_callback: Mapped[str | None] = mapped_column(String(2048), nullable=True)
 
 
 class MessageEvent(Base):
@@ -324,13 +329,104 @@ class EnrollmentToken(Base):
 
 
 class Event(Base):
-    """Something that happened, for webhooks and the dashboard: ``gateway.online``,
-    ``gateway.offline``, … Written in the transaction that made it happen."""
+    """Something that happened, for webhooks and the dashboard: ``message.received``,
+    ``message.sent``, ``gateway.online``, … Written in the transaction that made it happen,
+    so it is the webhooks' outbox: a worker fans each one out to the endpoints that want it
+    (``dispatched`` once it has) and nothing is lost across crashes."""
 
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_dispatched_id", "dispatched", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     type: Mapped[str] = mapped_column(String(32), index=True)
     subject: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # Whose event it is (an outbound message's app); None: every app may subscribe to it.
+    app_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    # Deliveries with the same key reach an endpoint in order (a message id, a gateway).
+    order_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A message's own status_callback URL, when it had one.
+    callback_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    dispatched: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class WebhookEndpoint(Base):
+    """Where an app wants events POSTed. ``secret`` signs them (Standard Webhooks); after a
+    rotation the previous secret signs too until ``previous_expires_at``. The secrets are
+    kept as they are because signing needs them. One hidden endpoint per app
+    (``is_callback``) holds the secret that signs per-message status callbacks."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    app_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("apps.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2048), default="")
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    secret: Mapped[str] = mapped_column(String(80))
+    previous_secret: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    previous_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_callback: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled_reason: Mapped[str] = mapped_column(String(255), default="")
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Since when every delivery to it failed (None: the last one worked).
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint, retried until delivered or given up. Claimed with an
+    expiring lease, like outbound messages, so several nodes deliver it once between them."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint(
+            "event_id", "endpoint_id", name="uq_webhook_deliveries_event_id_endpoint_id"
+        ),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at", "id"),
+        Index("ix_webhook_deliveries_order", "endpoint_id", "order_key", "status", "id"),
+        Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("events.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    app_id: Mapped[int] = mapped_column(BigId)
+    url: Mapped[str] = mapped_column(String(2048))
+    order_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # pending, delivered, failed (gave up), canceled (endpoint disabled or deleted)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class WebhookAttempt(Base):
+    """One try of a delivery: what the receiver answered and how long it took."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_delivery_id_id", "delivery_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str] = mapped_column(String(255), default="")
+    response_excerpt: Mapped[str] = mapped_column(Text, default="")
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)

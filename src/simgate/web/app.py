@@ -21,13 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from simgate import __version__
 from simgate.config import Settings
-from simgate.services import audit, nodes, outbound, request_log, sessions
+from simgate.services import audit, inbox, nodes, outbound, request_log, sessions
 from simgate.services.apps import AUTH_CHANNEL
+from simgate.services.changes import CHANNEL as CHANGES_CHANNEL
 from simgate.services.notify import listen_forever
 from simgate.services.outbound import NOTIFY_CHANNEL
 from simgate.store.engine import describe_db_error, make_engine
 from simgate.store.migrate import current_revision, head_revision
 from simgate.web.api import compat, gateway_api, messages, system, v1
+from simgate.web.api import inbox as inbox_api
 from simgate.web.cable import cable
 from simgate.web.dashboard import views as dashboard
 from simgate.web.errors import install_error_handlers
@@ -75,16 +77,27 @@ async def _prune_forever(runtime: Runtime) -> None:
                 if chunk < PRUNE_CHUNK:
                     break
                 await asyncio.sleep(0.05)
+            received = 0
+            while True:  # so can the inbox
+                async with runtime.sessionmaker.begin() as session:
+                    chunk = await inbox.prune(
+                        session, older_than_days=settings.inbox_retention_days, limit=PRUNE_CHUNK
+                    )
+                received += chunk
+                if chunk < PRUNE_CHUNK:
+                    break
+                await asyncio.sleep(0.05)
             async with runtime.sessionmaker.begin() as session:
                 m = await audit.prune(session, older_than_days=settings.audit_log_retention_days)
                 k = await sessions.prune(session)
                 i = await outbound.prune(session, idempotency_hours=settings.idempotency_ttl_hours)
                 i += await nodes.prune(session)
-            if n or m or k or i:
+            if n or m or k or i or received:
                 log.info(
                     "pruned old rows",
                     extra={
                         "api_requests": n,
+                        "inbox": received,
                         "audit_events": m,
                         "sessions": k,
                         "idempotency_usage_nodes": i,
@@ -143,6 +156,7 @@ def create_app(
                 NOTIFY_CHANNEL: lambda _: runtime.dispatcher.wake(),
                 AUTH_CHANNEL: lambda _: runtime.authenticator.invalidate(),
                 PHONE_CHANNEL: phones_told,
+                CHANGES_CHANNEL: runtime.feed.remote,
             }
             spawn(listen_forever(settings.effective_database_url, channels), "wake-listener")
         spawn(runtime.phones.ping_forever(), "cable-pings")
@@ -185,6 +199,7 @@ def create_app(
     app.include_router(system.router)
     app.include_router(v1.router)
     app.include_router(messages.router)
+    app.include_router(inbox_api.router)
     app.include_router(compat.router)
     app.include_router(gateway_api.router)
     app.add_api_websocket_route("/cable", cable)

@@ -51,8 +51,25 @@ class Metrics:
             "API request log entries dropped because the database fell behind.",
             registry=self.registry,
         )
+        self.webhook_deliveries = Counter(
+            "simgate_webhook_deliveries",
+            "Webhook delivery attempts, by outcome (delivered, retry, gone, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhook_latency = Histogram(
+            "simgate_webhook_duration_seconds",
+            "Time a webhook receiver took to answer.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         build = Gauge("simgate_build_info", "simgate version.", ["version"], registry=self.registry)
         build.labels(__version__).set(1)
 
     def add_callback_counters(self, sources: dict[str, tuple[str, Callable[[], float]]]) -> None:
         self.registry.register(_CallbackCounters(sources))
+
+    def add_gauges(self, sources: dict[str, tuple[str, Callable[[], float]]]) -> None:
+        """Gauges read when scraped (``name: (help, read)``)."""
+        for name, (doc, read) in sources.items():
+            Gauge(name, doc, registry=self.registry).set_function(read)

@@ -10,8 +10,10 @@ from simgate.config import Settings
 from simgate.domain.ratelimit import FixedWindows
 from simgate.drivers.kinds import DriverEnv
 from simgate.services.auth import KeyAuthenticator
+from simgate.services.changes import ChangeFeed
 from simgate.services.dispatcher import Dispatcher
 from simgate.services.gateway_manager import GatewayManager
+from simgate.services.inbox import InboxWaiters
 from simgate.services.notify import notify
 from simgate.services.outbound import Outbound
 from simgate.services.phone_auth import PhoneAuthenticator
@@ -19,7 +21,6 @@ from simgate.services.phone_hub import PhoneHub
 from simgate.services.request_log import RequestLog
 from simgate.services.sessions import LoginThrottle
 from simgate.services.waiters import StatusWaiters
-from simgate.store.engine import make_sessionmaker
 from simgate.web.metrics import Metrics
 
 PHONE_CHANNEL = "simgate_phone"
@@ -34,6 +35,7 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    feed: ChangeFeed
     metrics: Metrics
     authenticator: KeyAuthenticator
     request_log: RequestLog
@@ -45,10 +47,13 @@ class Runtime:
     phone_auth: PhoneAuthenticator
     phones: PhoneHub
     phone_limits: dict[str, FixedWindows]
+    inbox: InboxWaiters
 
     @classmethod
     def build(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
-        sessionmaker = make_sessionmaker(engine)
+        push = engine.url.get_backend_name() == "postgresql"
+        feed = ChangeFeed(node=settings.node, notify=push)
+        sessionmaker = feed.sessionmaker(engine)
         metrics = Metrics()
         authenticator = KeyAuthenticator(
             sessionmaker,
@@ -69,7 +74,24 @@ class Runtime:
                 ),
             }
         )
-        waiters = StatusWaiters(sessionmaker)
+        waiters = StatusWaiters(sessionmaker, recheck=5.0 if push else 1.0)
+        feed.listeners.append(waiters.changed)
+        inbox = InboxWaiters(
+            sessionmaker, per_app=settings.inbox_waiters_per_app, rescan=None if push else 1.0
+        )
+        feed.listeners.append(inbox.changed)
+        metrics.add_gauges(
+            {
+                "simgate_inbox_waiters": (
+                    "Open GET /api/v1/inbox/wait calls.",
+                    lambda: inbox.waiting,
+                ),
+                "simgate_status_waiters": (
+                    "Callers waiting for a message's status (/api/sendsms).",
+                    lambda: waiters.waiting,
+                ),
+            }
+        )
         dispatcher = Dispatcher(sessionmaker, settings, on_status=waiters.notify)
         phone_auth = PhoneAuthenticator(sessionmaker, cache_size=settings.auth_cache_size)
 
@@ -87,6 +109,7 @@ class Runtime:
             settings,
             engine,
             sessionmaker,
+            feed,
             metrics,
             authenticator,
             request_log,
@@ -98,4 +121,5 @@ class Runtime:
             phone_auth,
             hub,
             {kind: FixedWindows(limit) for kind, limit in PHONE_LIMITS.items()},
+            inbox,
         )

@@ -14,6 +14,7 @@ from simgate.domain.keys import Scope
 from simgate.domain.messages import MessageStatus
 from simgate.errors import SimgateError, Unauthorized
 from simgate.services import gateways as gateway_service
+from simgate.services import inbox
 from simgate.services.outbound import Sender, SendRequest
 from simgate.web.deps import authenticate, presented_key
 from simgate.web.runtime import Runtime
@@ -115,4 +116,45 @@ async def sendsms(request: Request) -> JSONResponse:
         id=message_id,
         hint=error.get("hint") or "check the gateway in simgate's dashboard",
         code=error.get("code") or status,
+    )
+
+
+@router.get(
+    "/json",
+    summary="Seed 001: the last 50 received SMS, newest first",
+    description='Answers `[{"number", "text", "timestamp"}]` (ISO-8601). Takes an app key with '
+    "the inbox scope as `Authorization: Bearer`, `X-API-Key` or `?api_key=` (for polling "
+    "clients like seed 001's), unless an admin made the inbox public "
+    "(`SIMGATE_INBOX_PUBLIC=true`).",
+)
+async def seed_json(request: Request) -> JSONResponse:
+    runtime: Runtime = request.app.state.runtime
+    if not runtime.settings.inbox_public:
+        try:
+            if "authorization" in request.headers or "x-api-key" in request.headers:
+                key = presented_key(request)
+            elif request.query_params.get("api_key"):
+                key = request.query_params["api_key"]
+            else:
+                raise Unauthorized("missing api_key")
+            principal = await authenticate(request, key)
+        except Unauthorized as exc:
+            return _error(
+                401,
+                "missing api_key" if "missing" in exc.message else "invalid API key",
+                **({"field": exc.field} if exc.field else {}),
+            )
+        if not principal.allows(Scope.INBOX):
+            return _error(403, "this API key lacks the 'inbox' scope")
+    async with runtime.sessionmaker() as session:
+        rows = await inbox.recent(session, 50)
+    return JSONResponse(
+        [
+            {
+                "number": m.from_number,
+                "text": m.body,
+                "timestamp": m.created_at.isoformat().replace("+00:00", "Z"),
+            }
+            for m in rows
+        ]
     )

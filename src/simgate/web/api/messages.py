@@ -48,6 +48,13 @@ class SendBody(Strict):
     ttl: int | None = Field(default=None, description="Seconds; expire instead of sending late.")
     priority: Literal["normal", "high"] = "normal"
     metadata: dict[str, Any] | None = None
+    status_callback: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="An http(s) URL POSTed each status change of the message (sent, "
+        "delivered, failed), signed like webhooks with the app's callback secret "
+        "(`GET /api/v1/webhooks/callback-secret`).",
+    )
 
     @field_validator("send_at")
     @classmethod
@@ -81,6 +88,7 @@ class SendBody(Strict):
             priority=Priority.HIGH if self.priority == "high" else Priority.NORMAL,
             metadata=self.metadata,
             sim=self.sim,
+            status_callback=self.status_callback or None,
         )
 
 

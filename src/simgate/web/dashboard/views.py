@@ -12,9 +12,10 @@ from fastapi.templating import Jinja2Templates
 
 from simgate import __version__
 from simgate.errors import Unauthorized
-from simgate.services import accounts, sessions
+from simgate.services import accounts, inbox, sessions
 from simgate.services import apps as app_service
 from simgate.services.accounts import UserInfo
+from simgate.services.inbound import inbox_item
 from simgate.web.deps import RuntimeDep, SessionDep
 
 COOKIE = "simgate_session"
@@ -160,3 +161,21 @@ async def dashboard(request: Request, db: SessionDep) -> Response:
     return templates.TemplateResponse(
         request, "dashboard.html", {"user": user, "apps": apps, "keys": keys}
     )
+
+
+@router.get("/inbox", response_model=None)
+async def inbox_page(request: Request, db: SessionDep) -> Response:
+    """Seed 001's page: the last 50 received SMS, newest first (admins: the inbox holds
+    every app's SMS)."""
+    user = await current_user(request, db)
+    if user is None:
+        return RedirectResponse(f"/login?next={quote('/inbox')}", status_code=303)
+    if user.role != "admin":
+        return templates.TemplateResponse(
+            request,
+            "dashboard.html",
+            {"user": user, "apps": [], "keys": [], "notice": "The inbox is for admins."},
+            status_code=403,
+        )
+    messages = [inbox_item(m) for m in await inbox.recent(db, 50)]
+    return templates.TemplateResponse(request, "inbox.html", {"user": user, "messages": messages})
