@@ -151,7 +151,9 @@ class InboxQuery:
             conds.append(Message.read_at.is_(None))
         elif self.unread is False:
             conds.append(Message.read_at.is_not(None))
-        if self.contains:
+        if self.contains and self.contains.isascii():
+            # SQLite's lower() and LIKE fold ASCII only: text beyond ASCII is left to
+            # ``matches``, or "ärzte" would miss "ÄRZTE" there.
             escaped = (
                 self.contains.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             )
