@@ -92,4 +92,11 @@ def message_received(session: AsyncSession, item: dict[str, Any]) -> None:
 
 def gateway_changed(session: AsyncSession, type_: str, name: str, **data: Any) -> None:
     """``gateway.online`` or ``gateway.offline``; in order per gateway."""
-    record(session, type_, name, {"gateway": name, **data}, order_key=f"gateway:{name}"[:64])
+    at = utcnow()
+    body = {
+        "gateway": name,
+        "status": type_.rpartition(".")[2],
+        "at": _iso(at),
+        **{k: v for k, v in data.items() if v is not None},
+    }
+    record(session, type_, name, body, order_key=f"gateway:{name}"[:64], at=at)

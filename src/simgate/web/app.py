@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from simgate import __version__
 from simgate.config import Settings
-from simgate.services import audit, inbox, nodes, outbound, request_log, sessions
+from simgate.services import audit, inbox, nodes, outbound, request_log, sessions, webhooks
 from simgate.services.apps import AUTH_CHANNEL
 from simgate.services.changes import CHANNEL as CHANGES_CHANNEL
 from simgate.services.notify import listen_forever
@@ -30,6 +30,7 @@ from simgate.store.engine import describe_db_error, make_engine
 from simgate.store.migrate import current_revision, head_revision
 from simgate.web.api import compat, gateway_api, messages, system, v1
 from simgate.web.api import inbox as inbox_api
+from simgate.web.api import webhooks as webhooks_api
 from simgate.web.cable import cable
 from simgate.web.dashboard import views as dashboard
 from simgate.web.errors import install_error_handlers
@@ -87,17 +88,28 @@ async def _prune_forever(runtime: Runtime) -> None:
                 if chunk < PRUNE_CHUNK:
                     break
                 await asyncio.sleep(0.05)
+            hooks = 0
+            while True:  # and the webhook delivery log
+                async with runtime.sessionmaker.begin() as session:
+                    chunk = await webhooks.prune(
+                        session, older_than_days=settings.event_retention_days, limit=PRUNE_CHUNK
+                    )
+                hooks += chunk
+                if chunk < PRUNE_CHUNK:
+                    break
+                await asyncio.sleep(0.05)
             async with runtime.sessionmaker.begin() as session:
                 m = await audit.prune(session, older_than_days=settings.audit_log_retention_days)
                 k = await sessions.prune(session)
                 i = await outbound.prune(session, idempotency_hours=settings.idempotency_ttl_hours)
                 i += await nodes.prune(session)
-            if n or m or k or i or received:
+            if n or m or k or i or received or hooks:
                 log.info(
                     "pruned old rows",
                     extra={
                         "api_requests": n,
                         "inbox": received,
+                        "webhook_log": hooks,
                         "audit_events": m,
                         "sessions": k,
                         "idempotency_usage_nodes": i,
@@ -163,6 +175,7 @@ def create_app(
         spawn(runtime.phones.presence_forever(), "phone-presence")
         spawn(runtime.request_log.run(), "request-log")
         spawn(runtime.authenticator.sync_forever(), "auth-sync")
+        spawn(runtime.webhooks.run(), "webhooks")
         spawn(_prune_forever(runtime), "prune")
         log.info(
             "simgate started",
@@ -176,6 +189,7 @@ def create_app(
             await runtime.gateways.release()
             await runtime.phones.close_all()
             await runtime.outbound.close()
+            await runtime.webhooks.stop()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -200,6 +214,8 @@ def create_app(
     app.include_router(v1.router)
     app.include_router(messages.router)
     app.include_router(inbox_api.router)
+    app.include_router(webhooks_api.router)
+    webhooks_api.declare_payloads(app)
     app.include_router(compat.router)
     app.include_router(gateway_api.router)
     app.add_api_websocket_route("/cable", cable)
@@ -228,7 +244,11 @@ def _declare_security(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                webhooks=app.webhooks.routes,
             )
             schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
             for path, operations in schema["paths"].items():

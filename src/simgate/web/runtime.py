@@ -21,6 +21,7 @@ from simgate.services.phone_hub import PhoneHub
 from simgate.services.request_log import RequestLog
 from simgate.services.sessions import LoginThrottle
 from simgate.services.waiters import StatusWaiters
+from simgate.services.webhooks import WebhookWorker
 from simgate.web.metrics import Metrics
 
 PHONE_CHANNEL = "simgate_phone"
@@ -48,6 +49,7 @@ class Runtime:
     phones: PhoneHub
     phone_limits: dict[str, FixedWindows]
     inbox: InboxWaiters
+    webhooks: WebhookWorker
 
     @classmethod
     def build(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
@@ -80,11 +82,17 @@ class Runtime:
             sessionmaker, per_app=settings.inbox_waiters_per_app, rescan=None if push else 1.0
         )
         feed.listeners.append(inbox.changed)
+        hooks = WebhookWorker(sessionmaker, settings, metrics=metrics)
+        feed.listeners.append(hooks.changed)
         metrics.add_gauges(
             {
                 "simgate_inbox_waiters": (
                     "Open GET /api/v1/inbox/wait calls.",
                     lambda: inbox.waiting,
+                ),
+                "simgate_webhooks_in_flight": (
+                    "Webhook deliveries being attempted on this node.",
+                    lambda: hooks.in_flight,
                 ),
                 "simgate_status_waiters": (
                     "Callers waiting for a message's status (/api/sendsms).",
@@ -122,4 +130,5 @@ class Runtime:
             hub,
             {kind: FixedWindows(limit) for kind, limit in PHONE_LIMITS.items()},
             inbox,
+            hooks,
         )
