@@ -609,6 +609,13 @@ async def test_prune_removes_old_and_deleted_sms_in_chunks(
                 updated_at=now - timedelta(days=400),
             )
         )
+    async with sm.begin() as session:  # stored long ago too, not only received then
+        for i, message_id in enumerate(old):
+            await session.execute(
+                update(Message)
+                .where(Message.id == message_id)
+                .values(updated_at=now - timedelta(days=91 + i))
+            )
     for message_id in deleted_long_ago:
         resp = await db_client.delete(f"{INBOX}/{message_id}", headers=bearer(admin))
         assert resp.status_code == 204
@@ -645,6 +652,21 @@ async def test_prune_removes_old_and_deleted_sms_in_chunks(
     assert_error(
         await db_client.get(f"{INBOX}/{deleted_now}", headers=bearer(key)), 404, "not_found"
     )
+
+
+async def test_prune_keeps_an_sms_received_long_ago_but_stored_now(
+    sqlite_engine: AsyncEngine,
+) -> None:
+    """A phone with a wrong clock, or one handing over SMS it kept for months."""
+    sm = make_sessionmaker(sqlite_engine)
+    async with sm.begin() as session:
+        late = await inbound.store(
+            session, store_directly("late", received_at=utcnow() - timedelta(days=400))
+        )
+    async with sm.begin() as session:
+        assert await inbox_service.prune(session, older_than_days=90, limit=100) == 0
+    async with sm() as session:
+        assert await session.get(Message, late) is not None
 
 
 async def test_prune_with_nothing_to_do_is_zero(sqlite_engine: AsyncEngine) -> None:

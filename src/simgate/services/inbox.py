@@ -256,12 +256,15 @@ async def recent(session: AsyncSession, limit: int = 50) -> list[Message]:
 
 async def prune(session: AsyncSession, *, older_than_days: int, limit: int) -> int:
     """Delete up to ``limit`` received SMS older than the retention, and those an admin
-    deleted over a day ago (their events go with them)."""
+    deleted over a day ago (their events go with them). Old means received and stored
+    before the cutoff: a phone with a wrong clock, or one that hands over SMS it kept for
+    months, does not see them deleted the moment they arrive."""
     now = utcnow()
+    cutoff = now - timedelta(days=older_than_days)
     old = and_(
         Message.direction == "inbound",
         or_(
-            Message.created_at < now - timedelta(days=older_than_days),
+            and_(Message.created_at < cutoff, Message.updated_at < cutoff),
             Message.deleted_at < now - timedelta(days=1),
         ),
     )
