@@ -481,6 +481,23 @@ def start_ceiling(processes: Processes, tmpdir: Path, cpu: int | None) -> Server
     return ceiling
 
 
+INSERT_BODY = {"to": "+4915112345678", "body": "Your code is 123456"}
+
+
+def ceiling_insert_rps(processes: Processes, tmpdir: Path) -> float:
+    """Requests a second the ceiling app's ``POST /insert`` (one SQLite row each) makes: the
+    figure throughput elsewhere is given as a ratio of."""
+    ceiling = start_ceiling(processes, tmpdir, None)
+    script = post_script(tmpdir, INSERT_BODY, name="post_insert.lua")
+    insert = run_wrk(
+        Target("ceiling /insert", ceiling, "/insert", script=script),
+        duration=5,
+        connections=50,
+        cpu=None,
+    )
+    return insert.rps
+
+
 # --- simgate --------------------------------------------------------------------------------
 
 

@@ -43,15 +43,13 @@ from _common import (
     REPO,
     Processes,
     Server,
-    Target,
+    ceiling_insert_rps,
     check_tools,
     create_key,
     install_signal_handlers,
     machine_info,
     run_cli,
-    run_wrk,
     simgate_env,
-    start_ceiling,
 )
 
 PHONES = 5
@@ -277,21 +275,10 @@ def main() -> None:
                     drop_database(args.pg, pg_url)
             # --- webhook deliveries
             rate, total = asyncio.run(deliveries(processes, env, tmpdir, app_key, args.deliveries))
-            ceiling = start_ceiling(processes, tmpdir, None)
-            script = tmpdir / "post.lua"
-            script.write_text(
-                'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                'wrk.body = \'{"to": "+4915112345678", "body": "Your code is 123456"}\'\n'
-            )
-            insert = run_wrk(
-                Target("ceiling /insert", ceiling, "/insert", script=script),
-                duration=5,
-                connections=50,
-                cpu=None,
-            )
+            insert_rps = ceiling_insert_rps(processes, tmpdir)
             print(
                 f"webhook deliveries to a local receiver (SQLite, one endpoint): {rate:,.0f}/s "
-                f"({rate / insert.rps:.2f}x the ceiling's /insert at {insert.rps:,.0f}/s); "
+                f"({rate / insert_rps:.2f}x the ceiling's /insert at {insert_rps:,.0f}/s); "
                 f"{args.deliveries} delivered {total:.1f} s after the server was started"
             )
         finally:

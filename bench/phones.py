@@ -40,13 +40,11 @@ from _common import (
     BIN,
     REPO,
     Processes,
-    Target,
+    ceiling_insert_rps,
     check_tools,
     install_signal_handlers,
     machine_info,
-    run_wrk,
     simgate_env,
-    start_ceiling,
 )
 
 
@@ -307,21 +305,10 @@ def main() -> None:
             )
             # --- heartbeats
             beats = sum(r["acks"] for r in clients.ask(f"beat {args.seconds}")) / args.seconds
-            ceiling = start_ceiling(processes, tmpdir, None)
-            script = tmpdir / "post.lua"
-            script.write_text(
-                'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                'wrk.body = \'{"to": "+4915112345678", "body": "Your code is 123456"}\'\n'
-            )
-            insert = run_wrk(
-                Target("ceiling /insert", ceiling, "/insert", script=script),
-                duration=5,
-                connections=50,
-                cpu=None,
-            )
+            insert_rps = ceiling_insert_rps(processes, tmpdir)
             print(
-                f"heartbeats over the sockets: {beats:,.0f}/s ({beats / insert.rps:.2f}x "
-                f"the ceiling's /insert at {insert.rps:,.0f}/s)"
+                f"heartbeats over the sockets: {beats:,.0f}/s ({beats / insert_rps:.2f}x "
+                f"the ceiling's /insert at {insert_rps:,.0f}/s)"
             )
             clients.stop()
             # --- latency over fewer phones

@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -17,8 +14,7 @@ import typer
 import simgate
 from simgate.cli.common import ConfigOpt, fail, out, prepared_engine, run, say, settings_from
 from simgate.services import inbox as inbox_service
-from simgate.services.changes import CHANNEL, ChangeFeed
-from simgate.services.notify import listen_forever
+from simgate.services.changes import followed
 from simgate.store.engine import make_sessionmaker
 
 inbox_cli = typer.Typer(help="Received SMS: list them, or wait for one.", no_args_is_help=True)
@@ -113,24 +109,15 @@ async def _wait_db(
     settings: Any, query: inbox_service.InboxQuery, start: datetime, timeout: float
 ) -> dict[str, Any] | None:
     engine = await prepared_engine(settings)
-    listener = None
     try:
         push = settings.backend == "postgresql"
-        sm = make_sessionmaker(engine)
         # On PostgreSQL the server's NOTIFY wakes us; elsewhere we look four times a second.
-        waiters = inbox_service.InboxWaiters(sm, per_app=1, rescan=5.0 if push else 0.25)
-        if push:
-            feed = ChangeFeed(node=f"cli-{os.getpid()}", notify=False)
-            feed.listeners.append(waiters.changed)
-            listener = asyncio.get_running_loop().create_task(
-                listen_forever(settings.effective_database_url, {CHANNEL: feed.remote})
-            )
-        return await waiters.wait(query, app_id=None, since=start, timeout=timeout)
+        waiters = inbox_service.InboxWaiters(
+            make_sessionmaker(engine), per_app=1, rescan=5.0 if push else 0.25
+        )
+        async with followed(settings, waiters.changed):
+            return await waiters.wait(query, app_id=None, since=start, timeout=timeout)
     finally:
-        if listener is not None:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await listener
         await engine.dispose()
 
 

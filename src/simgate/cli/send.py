@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 from typing import Annotated, Any
 
 import typer
 
 from simgate.cli.common import ConfigOpt, err, fail, prepared_engine, run, say, settings_from
 from simgate.config import Settings
-from simgate.services.changes import CHANNEL, ChangeFeed
+from simgate.services.changes import followed
 from simgate.services.gateways import message_status
-from simgate.services.notify import listen_forever
 from simgate.services.outbound import Outbound, Sender, SendRequest
 from simgate.services.waiters import StatusWaiters
 from simgate.store.engine import make_sessionmaker
@@ -86,23 +83,10 @@ async def _follow(sm: Any, settings: Settings, message_id: str, timeout: float) 
     """Wait for a final status, showing progress; print why the message waits when no
     gateway can take it, rather than waiting silently."""
 
-    loop = asyncio.get_running_loop()
-    push = settings.backend == "postgresql"
+    push = settings.backend == "postgresql"  # told by the server the moment it changes
     waiters = StatusWaiters(sm, recheck=1.0 if push else 0.25)
-    listener = None
-    if push:  # told by the server the moment the status changes
-        feed = ChangeFeed(node=f"cli-{os.getpid()}", notify=False)
-        feed.listeners.append(waiters.changed)
-        listener = loop.create_task(
-            listen_forever(settings.effective_database_url, {CHANNEL: feed.remote})
-        )
-    try:
+    async with followed(settings, waiters.changed):
         return await _progress(sm, settings, waiters, message_id, timeout)
-    finally:
-        if listener is not None:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await listener
 
 
 async def _progress(

@@ -10,15 +10,21 @@ listeners read the database, so a note for something a savepoint undid is harmle
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
+
+from simgate.config import Settings
+from simgate.services.notify import listen_forever
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +146,27 @@ class ChangeFeed:
         if len(current) > 1 or not out:
             out.append(json.dumps(current, separators=(",", ":")))
         return out
+
+
+@contextlib.asynccontextmanager
+async def followed(settings: Settings, listener: Callable[[Changes], None]) -> AsyncIterator[None]:
+    """For a process that is not a server (the CLI): ``listener`` hears what servers commit,
+    through PostgreSQL NOTIFY, while the block runs. Elsewhere there is nothing to hear and
+    the caller keeps looking itself."""
+    if settings.backend != "postgresql":
+        yield
+        return
+    feed = ChangeFeed(node=f"cli-{os.getpid()}", notify=False)
+    feed.listeners.append(listener)
+    task = asyncio.get_running_loop().create_task(
+        listen_forever(settings.effective_database_url, {CHANNEL: feed.remote})
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 @event.listens_for(FeedSession, "before_commit")

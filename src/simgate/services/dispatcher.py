@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,12 +108,11 @@ class Dispatcher:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         settings: Settings,
-        *,
-        on_status: Callable[[str, str], None] = lambda message_id, status: None,
     ) -> None:
+        # Who waits for a status hears of it through the change feed, which ``move`` notes
+        # on the session: see services.changes.
         self._sessionmaker = sessionmaker
         self._settings = settings
-        self._on_status = on_status
         self.node = settings.node
         self.policy = RetryPolicy(
             max_attempts=settings.retry_max_attempts,
@@ -355,7 +353,6 @@ class Dispatcher:
             for m in rows:
                 if m.expires_at is not None and m.expires_at <= now:
                     move(session, m, S.EXPIRED, {"reason": "ttl passed before sending"}, now=now)
-                    self._on_status(m.id, S.EXPIRED.value)
                     continue
                 if m.gateway_pinned is not None:  # its own gateway, looked up, not searched for
                     view = views.get(m.gateway_pinned)
@@ -468,7 +465,7 @@ class Dispatcher:
         while self._pending:
             batch = self._pending[:MAX_RECORD]
             try:
-                changes, wake = await self._record_batch(batch)
+                wake = await self._record_batch(batch)
                 written = len(batch)
             except Exception as exc:
                 if _transient(exc):
@@ -479,7 +476,7 @@ class Dispatcher:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
                     continue
-                changes, wake, written = await self._record_one_by_one(batch)
+                wake, written = await self._record_one_by_one(batch)
                 if written == 0:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
@@ -487,35 +484,28 @@ class Dispatcher:
             for entry in done:
                 if entry.done is not None and not entry.done.done():
                     entry.done.set_result(None)
-            for message_id, status in changes:
-                self._on_status(message_id, status)
             if wake:
                 self.wake()
 
-    async def _record_one_by_one(
-        self, batch: list[Entry]
-    ) -> tuple[list[tuple[str, str]], bool, int]:
-        changes: list[tuple[str, str]] = []
+    async def _record_one_by_one(self, batch: list[Entry]) -> tuple[bool, int]:
         wake = False
         for i, entry in enumerate(batch):
             try:
-                c, w = await self._record_batch([entry])
+                w = await self._record_batch([entry])
             except Exception as exc:
                 if _transient(exc):
-                    return changes, wake, i  # the rest waits for the next try
+                    return wake, i  # the rest waits for the next try
                 self.dropped += 1
                 log.error(
                     "dropping an outcome the database refuses",
                     extra={"entry": repr(entry)[:300], "error": describe_db_error(exc)},
                 )
                 continue
-            changes += c
             wake = wake or w
-        return changes, wake, len(batch)
+        return wake, len(batch)
 
-    async def _record_batch(self, batch: list[Entry]) -> tuple[list[tuple[str, str]], bool]:
+    async def _record_batch(self, batch: list[Entry]) -> bool:
         now = utcnow()
-        changes: list[tuple[str, str]] = []
         wake = False
         counts: dict[tuple[str, bool], int] = {}
         async with self._sessionmaker.begin() as session:
@@ -541,9 +531,8 @@ class Dispatcher:
                         counts[key] = counts.get(key, 0) + 1
                 else:
                     m = rows.get(entry.message_id or "") or await self._by_ref(session, entry)
-                    status = self._apply_report(session, m, entry, now) if m else None
-                if status is not None and m is not None:
-                    changes.append((m.id, status))
+                    if m is not None:
+                        self._apply_report(session, m, entry, now)
             for (gateway, ok), n in counts.items():
                 counter = GatewayRow.sent_count if ok else GatewayRow.failed_count
                 await session.execute(
@@ -551,7 +540,7 @@ class Dispatcher:
                     .where(GatewayRow.name == gateway)
                     .values({counter: counter + n})
                 )
-        return changes, wake
+        return wake
 
     def _apply_outcome(
         self, session: AsyncSession, m: Message, entry: _Outcome, now: datetime
@@ -786,5 +775,3 @@ class Dispatcher:
                 expired += (await session.scalars(stmt)).all()
             for m in expired:
                 move(session, m, S.EXPIRED, {"reason": "ttl passed before sending"}, now=now)
-        for m in expired:
-            self._on_status(m.id, S.EXPIRED.value)

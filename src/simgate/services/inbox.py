@@ -174,6 +174,17 @@ class InboxQuery:
             return True, found.group(1)
         return True, found.group(0)
 
+    def item(self, m: Message) -> dict[str, Any] | None:
+        """``m`` as the API shows it (with ``match`` under a pattern), or None if it does not
+        pass the filters checked here rather than in SQL."""
+        ok, captured = self.matches(m.body)
+        if not ok:
+            return None
+        item = inbox_item(m)
+        if self.pattern is not None:
+            item["match"] = captured
+        return item
+
 
 # --- reading and marking ----------------------------------------------------------------------
 
@@ -199,13 +210,10 @@ async def list_inbox(
             )
         )
         for m in rows:
-            ok, captured = query.matches(m.body)
-            if ok:
+            item = query.item(m)
+            if item is not None:
                 if len(out) == limit:
                     return out, out[-1]["id"]
-                item = inbox_item(m)
-                if query.pattern is not None:
-                    item["match"] = captured
                 out.append(item)
             position = m.id
         scanned += len(rows)
@@ -372,11 +380,8 @@ class InboxWaiters:
                     )
                 )
                 for m in rows:
-                    ok, captured = query.matches(m.body)
-                    if ok:
-                        item = inbox_item(m)
-                        if query.pattern is not None:
-                            item["match"] = captured
+                    item = query.item(m)
+                    if item is not None:
                         return item, max(after, m.id)
                     after = max(after, m.id)
                 if len(rows) < _SCAN:

@@ -85,11 +85,19 @@ def delivery_ref(id_: int) -> str:
     return f"{DELIVERY_PREFIX}{id_}"
 
 
-def _parse_ref(text: str, prefix: str, what: str) -> int:
+def _number(text: str, prefix: str) -> int | None:
+    """The row id in ``wh_12`` / ``whd_34``; None if it is not one of ours."""
     digits = text[len(prefix) :] if text.startswith(prefix) else ""
     if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
-        raise NotFound(f"no {what} {text!r}")
+        return None
     return int(digits)
+
+
+def _parse_ref(text: str, prefix: str, what: str) -> int:
+    number = _number(text, prefix)
+    if number is None:
+        raise NotFound(f"no {what} {text!r}")
+    return number
 
 
 def payload(event: Event) -> bytes:
@@ -119,12 +127,7 @@ def secrets_of(ep: WebhookEndpoint, now: datetime) -> list[str]:
 
 
 def endpoint_view(ep: WebhookEndpoint, *, now: datetime | None = None) -> dict[str, Any]:
-    now = now or utcnow()
-    rotating = (
-        ep.previous_secret is not None
-        and ep.previous_expires_at is not None
-        and _aware(ep.previous_expires_at) > now
-    )
+    rotating = len(secrets_of(ep, now or utcnow())) > 1
     return {
         "id": endpoint_ref(ep.id),
         "url": ep.url,
@@ -483,10 +486,10 @@ async def list_deliveries(
 
 
 def _parse_cursor(cursor: str) -> int:
-    digits = cursor[len(DELIVERY_PREFIX) :] if cursor.startswith(DELIVERY_PREFIX) else ""
-    if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+    number = _number(cursor, DELIVERY_PREFIX)
+    if number is None:
         raise Invalid("cursor: pass the next_cursor of the previous page", field="cursor")
-    return int(digits)
+    return number
 
 
 async def _delivery(session: AsyncSession, app_id: int, ref: str, did: str) -> WebhookDelivery:
@@ -963,9 +966,7 @@ class WebhookWorker:
                         if i + 1 < len(addresses):
                             continue
                         return Answer(None, f"cannot connect: {_why(exc)}", b"", took())
-        except TimeoutError:
-            return Answer(None, f"no answer within {timeout:g} s", b"", took())
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             return Answer(None, f"no answer within {timeout:g} s", b"", took())
         except httpx.RemoteProtocolError as exc:
             return Answer(None, f"the answer is not valid HTTP: {_why(exc)}", b"", took())
@@ -979,9 +980,7 @@ class WebhookWorker:
         """Write one attempt's outcome into ``session``: its view (for redeliveries) and
         the metrics label."""
         answer, url, manual = o.answer, o.url, o.manual
-        outcome = rules.classify(answer.status)
-        if answer.status is not None and 300 <= answer.status <= 399:
-            outcome = rules.Outcome.RETRY
+        outcome = rules.classify(answer.status)  # a redirect is retried, not followed
         now = utcnow()
         label = outcome.value
         stmt = select(WebhookDelivery).where(WebhookDelivery.id == o.delivery_id)
@@ -1059,11 +1058,11 @@ class WebhookWorker:
             return None
         return f"every delivery failed for {days:g} days (last: {d.last_error or 'no answer'})"
 
-    async def redeliver(self, session_app: int, ref: str, did: str) -> dict[str, Any]:
+    async def redeliver(self, app_id: int, ref: str, did: str) -> dict[str, Any]:
         """Try a delivery again now, whatever its status; answers it with the new attempt."""
         now = utcnow()
         async with self._sessionmaker.begin() as session:
-            d = await _delivery(session, session_app, ref, did)
+            d = await _delivery(session, app_id, ref, did)
             ep = await session.get(WebhookEndpoint, d.endpoint_id)
             if ep is None or not ep.is_active:
                 raise Conflict(

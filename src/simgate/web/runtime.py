@@ -100,7 +100,7 @@ class Runtime:
                 ),
             }
         )
-        dispatcher = Dispatcher(sessionmaker, settings, on_status=waiters.notify)
+        dispatcher = Dispatcher(sessionmaker, settings)
         phone_auth = PhoneAuthenticator(sessionmaker, cache_size=settings.auth_cache_size)
 
         async def tell_nodes(payload: str) -> None:

@@ -113,10 +113,6 @@ class CallbackSecret(BaseModel):
     previous_secret_expires_at: str | None
 
 
-def _scopes_of(principal: Any) -> frozenset[Any]:
-    return frozenset(principal.scopes)
-
-
 @router.post("", status_code=201, response_model=CreatedWebhook)
 async def create(
     body: CreateWebhook, principal: AppPrincipal, session: SessionDep, runtime: RuntimeDep
@@ -125,7 +121,7 @@ async def create(
     view, secret = await webhooks.create_endpoint(
         session,
         app_id=principal.app_id,
-        scopes=_scopes_of(principal),
+        scopes=principal.scopes,
         url=body.url,
         events=body.events,
         description=body.description,
@@ -170,7 +166,7 @@ async def patch(
     view = await webhooks.update_endpoint(
         session,
         app_id=principal.app_id,
-        scopes=_scopes_of(principal),
+        scopes=principal.scopes,
         ref=webhook_id,
         changes=body.model_dump(exclude_unset=True),
         settings=runtime.settings,
