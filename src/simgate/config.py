@@ -7,6 +7,7 @@ neither is given, ``simgate.toml`` inside the data directory if it exists.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from pathlib import Path
@@ -194,6 +195,70 @@ class Settings(BaseSettings):
     event_retention_days: int = Field(
         default=14, ge=1, description="Days to keep events and their delivery log."
     )
+    # One-time passcodes
+    otp_secret: str = Field(
+        default="",
+        description="The key codes are hashed with (at least 32 characters); empty: a random "
+        "one kept in the data directory. Nodes sharing a database need the same one.",
+    )
+    otp_max_attempts: int = Field(
+        default=5, ge=1, le=20, description="Wrong codes a verification survives."
+    )
+    otp_max_sends: int = Field(
+        default=5, ge=1, le=20, description="SMS one verification may send (start + resends)."
+    )
+    otp_resend_cooldown: float = Field(
+        default=30.0, ge=0, description="Seconds before a verification's SMS may be sent again."
+    )
+    otp_per_phone_per_hour: int = Field(
+        default=10, ge=0, description="Codes sent to one number per hour (0: no limit)."
+    )
+    otp_per_app_per_hour: int = Field(
+        default=1000, ge=0, description="Verifications one app may start per hour (0: no limit)."
+    )
+    otp_per_ip_per_hour: int = Field(
+        default=20,
+        ge=0,
+        description="Verifications started per client address per hour (0: no limit): the "
+        "client_ip an app passes, or the caller of an unauthenticated /send_otp.",
+    )
+    otp_open_networks: str = Field(
+        default="",
+        description="Networks (CIDR, comma-separated) whose callers may use /send_otp and "
+        "/verify_otp without an API key, as seed 002's LAN set-up did.",
+    )
+    otp_open_app: str = Field(
+        default="",
+        description="The app unauthenticated /send_otp requests count as; empty: the oldest.",
+    )
+
+    @field_validator("otp_secret")
+    @classmethod
+    def _check_secret(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("must be at least 32 characters (try: openssl rand -hex 32)")
+        return value
+
+    @field_validator("otp_open_networks")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{part.strip()!r} is not a network such as 192.168.0.0/24"
+                    ) from None
+        return value
+
+    @property
+    def otp_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(p.strip(), strict=False)
+            for p in self.otp_open_networks.split(",")
+            if p.strip()
+        ]
 
     @field_validator("database_url")
     @classmethod

@@ -50,6 +50,14 @@ class RateLimited(SimgateError):
         self.retry_after = retry_after
 
 
+class Unavailable(SimgateError):
+    """Something this request needs is not available here (HTTP 503); the message says
+    what an operator has to change."""
+
+    status = 503
+    code = "unavailable"
+
+
 class TimedOut(SimgateError):
     """A long-poll ended without what it waited for (HTTP 408)."""
 

@@ -15,6 +15,7 @@ from simgate.cli.common import out
 from simgate.cli.gateway import gateway_cli, node_cli
 from simgate.cli.inbox import inbox_cli
 from simgate.cli.modem import modem_cli
+from simgate.cli.otp import otp_cli
 
 cli = typer.Typer(
     name="simgate",
@@ -32,6 +33,7 @@ cli.add_typer(gateway_cli, name="gateway")
 cli.add_typer(modem_cli, name="modem")
 cli.add_typer(node_cli, name="node")
 cli.add_typer(inbox_cli, name="inbox")
+cli.add_typer(otp_cli, name="otp")
 cli.command()(send_cmd.send)
 
 

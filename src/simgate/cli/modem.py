@@ -219,7 +219,8 @@ def modem_simulate(
     """Run a SIM800L-like modem on a pseudo-terminal and print its device path.
 
     Point 'simgate modem add NAME --port <path>' at it. From another shell, make it
-    receive an SMS with 'simgate modem inject <control> FROM TEXT', or change faults with
+    receive an SMS with 'simgate modem inject <control> FROM TEXT', read what it was asked
+    to send with 'simgate modem sent <control>', or change faults with
     'simgate modem fault <control> KEY=VALUE' (cms_error, registration, sim_missing, dead,
     hang, delay, garbage, brown_out_on_send, report_status, signal). Ctrl-C stops it.
     """
@@ -263,6 +264,35 @@ def modem_inject(
 ) -> None:
     """Make a running 'simgate modem simulate' receive an SMS."""
     _control(control, {"cmd": "sms", "from": sender, "text": text})
+
+
+@modem_cli.command("sent")
+def modem_sent(
+    control: Annotated[Path, typer.Argument(help="The simulator's control socket.")],
+    to: Annotated[str | None, typer.Option("--to", help="Only SMS to this number.")] = None,
+    last: Annotated[
+        bool, typer.Option("--last", help="Only the newest one (e.g. to read a code).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print them as JSON.")] = False,
+) -> None:
+    """Print the SMS a running 'simgate modem simulate' was asked to send, oldest first:
+    the number and the text, one per line (the simulated radio network's outbox)."""
+    from simgate.modem_sim.control import request
+
+    try:
+        answer = asyncio.run(request(control, {"cmd": "sent"}))
+    except (OSError, TimeoutError) as exc:
+        fail(f"cannot reach the simulator at {control}: {exc}")
+    sent = [s for s in answer.get("sent", []) if to is None or s["to"] == to]
+    if last:
+        sent = sent[-1:]
+    if as_json:
+        out.print(json.dumps(sent), markup=False)
+        return
+    if not sent:
+        fail("the simulator sent no SMS" + (f" to {to}" if to else ""))
+    for item in sent:  # tab-separated, for scripts (cut -f2): not through Rich, which pads tabs
+        typer.echo(f"{item['to']}\t{item['text']}")
 
 
 @modem_cli.command("fault")

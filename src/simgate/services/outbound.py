@@ -272,6 +272,10 @@ class Outbound:
         self._apps.put(policy, app_id)
         return policy
 
+    async def app_policy(self, app_id: int) -> _AppPolicy | None:
+        """The app's name and limits (cached for CACHE_TTL seconds)."""
+        return await self._policy(app_id)
+
     def forget_app(self, app_id: int) -> None:
         """Limits changed: read them again on the next send."""
         self._apps.drop(app_id)
@@ -438,8 +442,32 @@ class Outbound:
             raise _reused_key()
         return Accepted(row.status_code, row.response, replayed=True)
 
+    async def prepare(self, sender: Sender, req: SendRequest, *, redacted: str | None) -> _Pending:
+        """Validate and build one request's rows for a caller that writes them in its own
+        transaction (``write_in``), together with rows of its own. ``redacted``: the text
+        shown instead of the body, which is overwritten with it once the message is out."""
+        return await self._prepare(sender, req, None, "", redacted=redacted)
+
+    async def write_in(self, session: AsyncSession, item: _Pending) -> None:
+        """Write a prepared request in the caller's transaction; RateLimited when it passes
+        the app's limits. Call ``queued`` after the commit."""
+        (outcome,) = await self._write_items(session, [item])
+        if outcome is not None:
+            raise outcome
+
+    def queued(self, item: _Pending) -> None:
+        """``item`` was committed: wake the dispatcher if it is due now."""
+        if item.queued_now:
+            self._wake()
+
     async def _prepare(
-        self, sender: Sender, req: SendRequest, idempotency_key: str | None, fingerprint: str
+        self,
+        sender: Sender,
+        req: SendRequest,
+        idempotency_key: str | None,
+        fingerprint: str,
+        *,
+        redacted: str | None = None,
     ) -> _Pending:
         """Everything short of the write: validated, normalised, rows built."""
         now = utcnow()
@@ -485,6 +513,7 @@ class Outbound:
                     "attempts": 0,
                     "metadata": req.metadata,
                     "status_callback": req.status_callback,
+                    "body_redacted": redacted,
                     "created_at": now,
                     "updated_at": now,
                 }
@@ -572,27 +601,33 @@ class Outbound:
                 item.future.set_result(Accepted(202, item.body, [r["id"] for r in item.rows]))
 
     async def _write_batch(self, batch: list[_Pending]) -> list[Exception | None]:
-        outcomes: list[Exception | None] = [None] * len(batch)
         async with self._sessionmaker.begin() as session:
-            rows: list[dict[str, Any]] = []
-            events: list[dict[str, Any]] = []
-            keys: list[dict[str, Any]] = []
-            for i, item in enumerate(batch):
-                if item.quota is not None:
-                    outcomes[i] = await self._count(session, item)
-                    if outcomes[i] is not None:
-                        continue
-                rows += item.rows
-                events += item.events
-                if item.idem is not None:
-                    keys.append(item.idem)
-            if keys:
-                await session.execute(insert(_IDEMPOTENCY), keys)
-            if rows:
-                await session.execute(insert(_MESSAGES), rows)
-                await session.execute(insert(_EVENTS), events)
-            if self._notify and any(item.queued_now for item in batch):
-                await session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
+            outcomes: list[Exception | None] = list(await self._write_items(session, batch))
+        return outcomes
+
+    async def _write_items(
+        self, session: AsyncSession, batch: list[_Pending]
+    ) -> list[RateLimited | None]:
+        outcomes: list[RateLimited | None] = [None] * len(batch)
+        rows: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        keys: list[dict[str, Any]] = []
+        for i, item in enumerate(batch):
+            if item.quota is not None:
+                outcomes[i] = await self._count(session, item)
+                if outcomes[i] is not None:
+                    continue
+            rows += item.rows
+            events += item.events
+            if item.idem is not None:
+                keys.append(item.idem)
+        if keys:
+            await session.execute(insert(_IDEMPOTENCY), keys)
+        if rows:
+            await session.execute(insert(_MESSAGES), rows)
+            await session.execute(insert(_EVENTS), events)
+        if self._notify and any(item.queued_now for item in batch):
+            await session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
         return outcomes
 
 
@@ -647,7 +682,7 @@ def message_item(m: Message) -> dict[str, Any]:
         "id": m.id,
         "direction": "outbound",
         "to": m.to_number,
-        "body": m.body,
+        "body": m.body if m.body_redacted is None else m.body_redacted,
         "status": m.status,
         "segments": m.segments,
         "encoding": m.encoding,
@@ -732,6 +767,9 @@ def move(
     elif new == S.DELIVERED:
         m.delivered_at = when
         m.sent_at = m.sent_at or when
+    if m.body_redacted is not None and new not in (S.QUEUED, S.SCHEDULED, S.SENDING):
+        # A secret text (a one-time code) is kept only while it may still be sent.
+        m.body = m.body_redacted
     if new in (S.SENT, S.DELIVERED):
         # It got through: an error from an earlier attempt stays in the events only.
         m.error_code = m.error_message = m.error_hint = None

@@ -202,6 +202,9 @@ class Message(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Outbound: where to POST this message's status changes (signed like webhooks).
     status_callback: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    # Outbound: what everyone but the recipient sees of a secret text (a one-time code as
+    # dots); the body itself is overwritten with it once the message has left the queue.
+    body_redacted: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class MessageEvent(Base):
@@ -430,3 +433,52 @@ class WebhookAttempt(Base):
     error: Mapped[str] = mapped_column(String(255), default="")
     response_excerpt: Mapped[str] = mapped_column(Text, default="")
     manual: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class OtpVerification(Base):
+    """A one-time passcode sent to a phone. Codes are never stored: ``code_hashes`` holds
+    an HMAC (with a secret outside the database) of each code sent for it."""
+
+    __tablename__ = "otp_verifications"
+    __table_args__ = (
+        Index("ix_otp_verifications_lookup", "app_id", "phone", "status"),
+        Index("ix_otp_verifications_expiry", "status", "expires_at"),
+        Index("ix_otp_verifications_created_at", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    app_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("apps.id", ondelete="CASCADE"), nullable=True
+    )
+    phone: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    length: Mapped[int] = mapped_column(SmallInteger)
+    code_hashes: Mapped[list[str]] = mapped_column(JSON)
+    key_id: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(SmallInteger)
+    sends: Mapped[int] = mapped_column(SmallInteger, default=0)
+    max_sends: Mapped[int] = mapped_column(SmallInteger)
+    template: Mapped[str] = mapped_column(Text)
+    app_label: Mapped[str] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(16), default="")
+    gateway: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    client_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    message_ids: Mapped[list[str]] = mapped_column(JSON)
+    last_sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class OtpLimit(Base):
+    """Verifications started per phone, app or client address in fixed hourly windows,
+    shared by every node (a conditional UPDATE counts, so nodes cannot overshoot)."""
+
+    __tablename__ = "otp_limits"
+
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

@@ -30,6 +30,7 @@ from simgate.store.engine import describe_db_error, make_engine
 from simgate.store.migrate import current_revision, head_revision
 from simgate.web.api import compat, gateway_api, messages, system, v1
 from simgate.web.api import inbox as inbox_api
+from simgate.web.api import otp as otp_api
 from simgate.web.api import webhooks as webhooks_api
 from simgate.web.cable import cable
 from simgate.web.dashboard import views as dashboard
@@ -176,6 +177,7 @@ def create_app(
         spawn(runtime.request_log.run(), "request-log")
         spawn(runtime.authenticator.sync_forever(), "auth-sync")
         spawn(runtime.webhooks.run(), "webhooks")
+        spawn(runtime.otp.run(), "otp")
         spawn(_prune_forever(runtime), "prune")
         log.info(
             "simgate started",
@@ -189,6 +191,7 @@ def create_app(
             await runtime.gateways.release()
             await runtime.phones.close_all()
             await runtime.outbound.close()
+            await runtime.otp.close()
             await runtime.webhooks.stop()
             for task in tasks:
                 task.cancel()
@@ -215,6 +218,7 @@ def create_app(
     app.include_router(messages.router)
     app.include_router(inbox_api.router)
     app.include_router(webhooks_api.router)
+    app.include_router(otp_api.router)
     webhooks_api.declare_payloads(app)
     app.include_router(compat.router)
     app.include_router(gateway_api.router)

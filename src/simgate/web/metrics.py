@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from simgate import __version__
@@ -22,6 +22,22 @@ class _CallbackCounters(Collector):
             family = CounterMetricFamily(name, doc)
             family.add_metric([], read())
             yield family
+
+
+class _LabelledGauges(Collector):
+    def __init__(
+        self, name: str, doc: str, labels: list[str], read: Callable[[], Iterable[Sample]]
+    ) -> None:
+        self._name, self._doc, self._labels, self._read = name, doc, labels, read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._name, self._doc, labels=self._labels)
+        for values, value in self._read():
+            family.add_metric(list(values), value)
+        yield family
+
+
+Sample = tuple[tuple[str, ...], float]
 
 
 class Metrics:
@@ -63,6 +79,20 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.otp_verifications = Counter(
+            "simgate_otp_verifications",
+            "One-time passcode verifications by app and outcome (started, resent, approved, "
+            "max_attempts, expired, canceled).",
+            ["app", "outcome"],
+            registry=self.registry,
+        )
+        self.otp_checks = Counter(
+            "simgate_otp_checks",
+            "Codes checked, by app and result (approved, wrong, expired, max_attempts, "
+            "not_found, canceled).",
+            ["app", "result"],
+            registry=self.registry,
+        )
         build = Gauge("simgate_build_info", "simgate version.", ["version"], registry=self.registry)
         build.labels(__version__).set(1)
 
@@ -73,3 +103,9 @@ class Metrics:
         """Gauges read when scraped (``name: (help, read)``)."""
         for name, (doc, read) in sources.items():
             Gauge(name, doc, registry=self.registry).set_function(read)
+
+    def add_labelled_gauge(
+        self, name: str, doc: str, labels: list[str], read: Callable[[], Iterable[Sample]]
+    ) -> None:
+        """A gauge with labels, its samples read when scraped (``(label values, value)``)."""
+        self.registry.register(_LabelledGauges(name, doc, labels, read))

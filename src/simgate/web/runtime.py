@@ -15,6 +15,7 @@ from simgate.services.dispatcher import Dispatcher
 from simgate.services.gateway_manager import GatewayManager
 from simgate.services.inbox import InboxWaiters
 from simgate.services.notify import notify
+from simgate.services.otp import Otp, conversion_samples, stat_samples
 from simgate.services.outbound import Outbound
 from simgate.services.phone_auth import PhoneAuthenticator
 from simgate.services.phone_hub import PhoneHub
@@ -50,6 +51,7 @@ class Runtime:
     phone_limits: dict[str, FixedWindows]
     inbox: InboxWaiters
     webhooks: WebhookWorker
+    otp: Otp
 
     @classmethod
     def build(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
@@ -113,6 +115,20 @@ class Runtime:
         gateways = GatewayManager(sessionmaker, settings, dispatcher, env=DriverEnv(phones=hub))
         hub.on_change = gateways.wake
         outbound = Outbound(sessionmaker, settings, wake=dispatcher.wake)
+        otp = Otp(sessionmaker, settings, outbound, metrics=metrics)
+        metrics.add_labelled_gauge(
+            "simgate_otp_verifications_24h",
+            "Verifications started in the last 24 hours, by app and current status.",
+            ["app", "status"],
+            lambda: stat_samples(otp.stats),
+        )
+        metrics.add_labelled_gauge(
+            "simgate_otp_conversion_ratio",
+            "Share of the last 24 hours' decided verifications that were approved, per app "
+            "(a falling ratio is the classic sign of SMS pumping).",
+            ["app"],
+            lambda: conversion_samples(otp.stats),
+        )
         return cls(
             settings,
             engine,
@@ -131,4 +147,5 @@ class Runtime:
             {kind: FixedWindows(limit) for kind, limit in PHONE_LIMITS.items()},
             inbox,
             hooks,
+            otp,
         )
