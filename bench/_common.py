@@ -6,6 +6,7 @@ Not a benchmark itself; the scripts beside it import it (``bench/`` is their ``s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -537,3 +538,47 @@ def create_key(data_dir: Path, *, database_url: str | None = None) -> str:
     env = simgate_env(data_dir, access_log=False, database_url=database_url)
     out = run_cli(env, "app", "create", "bench")
     return out.strip().splitlines()[-1].strip()
+
+
+# --- helpers for figures and databases -----------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def pg_database(admin_url: str, purpose: str) -> str | None:
+    """A fresh database on the server ``admin_url`` reaches; its URL, or None."""
+    import asyncpg
+
+    name = f"simgate_bench_{purpose}_{os.getpid()}"
+
+    async def make() -> None:
+        conn = await asyncpg.connect(admin_url, timeout=5)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(make())
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return None
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin_url, timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
+        asyncio.run(drop())

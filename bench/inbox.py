@@ -46,18 +46,16 @@ from _common import (
     ceiling_insert_rps,
     check_tools,
     create_key,
+    drop_database,
     install_signal_handlers,
     machine_info,
+    pct,
+    pg_database,
     run_cli,
     simgate_env,
 )
 
 PHONES = 5
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def serve(processes: Processes, name: str, env: dict[str, str], tmpdir: Path, node: str) -> Server:
@@ -254,7 +252,7 @@ def main() -> None:
             server.stop()
             report("wait wake-up, one node (SQLite), ingest to answer", ms, 10)
             # --- two PostgreSQL nodes
-            pg_url = pg_database(args.pg)
+            pg_url = pg_database(args.pg, "inbox")
             if pg_url is None:
                 print("two PostgreSQL nodes: skipped, cannot reach --pg " + args.pg)
             else:
@@ -283,42 +281,6 @@ def main() -> None:
             )
         finally:
             processes.stop_all()
-
-
-def pg_database(admin_url: str) -> str | None:
-    """A fresh database on the server ``admin_url`` reaches; its URL, or None."""
-    import asyncpg
-
-    name = f"simgate_bench_inbox_{os.getpid()}"
-
-    async def make() -> None:
-        conn = await asyncpg.connect(admin_url, timeout=5)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(make())
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return None
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_database(admin_url: str, url: str) -> None:
-    import asyncpg
-
-    name = url.rsplit("/", 1)[1]
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(admin_url, timeout=5)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
-        asyncio.run(drop())
 
 
 if __name__ == "__main__":
