@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, bindparam, case, func, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from simgate.config import ConfigError, Settings
@@ -34,6 +34,7 @@ from simgate.domain.messages import CANCELABLE, MessageStatus, Priority
 from simgate.errors import Conflict, Invalid, NotFound, RateLimited, SimgateError, Unavailable
 from simgate.services import outbound as outbound_service
 from simgate.services.outbound import Outbound, Sender, SendRequest
+from simgate.store import rows
 from simgate.store.engine import describe_db_error
 from simgate.store.models import App, Message, OtpLimit, OtpVerification
 from simgate.store.types import utcnow
@@ -466,19 +467,9 @@ class Otp:
         """Make sure the window rows exist, so counting is one conditional UPDATE."""
         start = self._window_start(self.clock())
         for scope, key, _ in windows:
-            try:
-                async with self._sessionmaker.begin() as session:
-                    found = await session.scalar(
-                        select(OtpLimit.count).where(
-                            OtpLimit.scope == scope,
-                            OtpLimit.key == key,
-                            OtpLimit.window_start == start,
-                        )
-                    )
-                    if found is None:
-                        session.add(OtpLimit(scope=scope, key=key, window_start=start, count=0))
-            except IntegrityError:
-                pass  # another request made it first
+            await rows.ensure(
+                self._sessionmaker, OtpLimit, scope=scope, key=key, window_start=start
+            )
 
     async def _count(
         self, session: AsyncSession, windows: list[tuple[str, str, int]], now: datetime

@@ -31,6 +31,7 @@ from simgate.domain.messages import (
 from simgate.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited
 from simgate.services import changes, inbound, ssrf
 from simgate.services.events import message_moved
+from simgate.store import rows
 from simgate.store.models import App, AppUsage, Gateway, IdempotencyKey, Message, MessageEvent
 from simgate.store.types import utcnow
 
@@ -309,21 +310,9 @@ class Outbound:
     async def _open_windows(self, app_id: int, windows: list[Any]) -> None:
         """Make sure the usage rows exist, so counting is one conditional UPDATE."""
         for window, start, _, _ in windows:
-            try:
-                async with self._sessionmaker.begin() as session:
-                    exists = await session.scalar(
-                        select(AppUsage.count).where(
-                            AppUsage.app_id == app_id,
-                            AppUsage.window == window,
-                            AppUsage.window_start == start,
-                        )
-                    )
-                    if exists is None:
-                        session.add(
-                            AppUsage(app_id=app_id, window=window, window_start=start, count=0)
-                        )
-            except IntegrityError:
-                pass  # another request created it first
+            await rows.ensure(
+                self._sessionmaker, AppUsage, app_id=app_id, window=window, window_start=start
+            )
 
     async def _count(self, session: AsyncSession, item: _Pending) -> RateLimited | None:
         """Count the item's messages in its app's windows, or say which limit it passes.

@@ -229,6 +229,19 @@ async def _json_object(request: Request, fields: str) -> dict[str, Any] | JSONRe
     return data
 
 
+async def _otp_request(
+    request: Request, runtime: Runtime, fields: str
+) -> tuple[dict[str, Any], tuple[int, str, bool]] | JSONResponse:
+    """The JSON body and the caller of a seed 002 request, or the error to answer."""
+    data = await _json_object(request, fields)
+    if isinstance(data, JSONResponse):
+        return data
+    caller = await _otp_caller(request, runtime, data)
+    if isinstance(caller, JSONResponse):
+        return caller
+    return data, caller
+
+
 def _seed_error(exc: SimgateError, renames: dict[str, str]) -> JSONResponse:
     field = renames.get(exc.field or "", exc.field)
     message = exc.message
@@ -250,13 +263,10 @@ def _seed_error(exc: SimgateError, renames: dict[str, str]) -> JSONResponse:
 )
 async def send_otp(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
-    data = await _json_object(request, "phone")
-    if isinstance(data, JSONResponse):
-        return data
-    caller = await _otp_caller(request, runtime, data)
-    if isinstance(caller, JSONResponse):
-        return caller
-    app_id, app_name, open_ = caller
+    opened = await _otp_request(request, runtime, "phone")
+    if isinstance(opened, JSONResponse):
+        return opened
+    data, (app_id, app_name, open_) = opened
     if not isinstance(data.get("phone"), str) or not data["phone"].strip():
         return _error(422, "phone is required", field="phone")
     unknown = sorted(set(data) - {"api_key", "phone"})
@@ -310,13 +320,10 @@ async def send_otp(request: Request) -> JSONResponse:
 )
 async def verify_otp(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
-    data = await _json_object(request, "phone and otp")
-    if isinstance(data, JSONResponse):
-        return data
-    caller = await _otp_caller(request, runtime, data)
-    if isinstance(caller, JSONResponse):
-        return caller
-    app_id = caller[0]
+    opened = await _otp_request(request, runtime, "phone and otp")
+    if isinstance(opened, JSONResponse):
+        return opened
+    data, (app_id, _, _) = opened
     for name in ("phone", "otp"):
         value = data.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and name == "otp":
