@@ -86,8 +86,7 @@ def send(
     key: KeyOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Send a one-time code (a running 'simgate serve' sends the SMS); prints the
-    verification's id and when the code expires."""
+    """Send a one-time code (a running server sends the SMS); prints its id and expiry."""
     options: dict[str, Any] = {
         "length": length,
         "ttl": ttl,
@@ -132,8 +131,7 @@ def check(
     key: KeyOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Check a code against the phone's pending verification: prints 'approved' and exits 0,
-    or says why not and exits 1."""
+    """Check a code against the phone's pending verification: 'approved' (exit 0) or why not."""
     if url is not None:
         if app is not None:
             fail("--app applies to the database; with --url the key decides the app")
