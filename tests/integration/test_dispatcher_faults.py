@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -35,14 +37,42 @@ async def test_a_failed_claim_gives_back_gateway_capacity(
 ) -> None:
     dispatcher = runtime(fast).dispatcher
     real = dispatcher._claim_rows
-    failures = []
+    sessionmaker = dispatcher._sessionmaker
+    failures: list[int] = []
 
     async def flaky(*args: Any) -> None:
-        if not failures:
-            failures.append(1)
-            await real(*args)  # counts capacity, then the commit "fails"
-            raise IntegrityError("commit", {}, Exception("simulated deadlock"))
-        await real(*args)
+        claimed = args[5]
+        if failures:
+            return await real(*args)
+
+        @contextlib.asynccontextmanager
+        async def commit_fails_once_claimed() -> AsyncIterator[Any]:
+            async with sessionmaker() as session, session.begin():
+                yield session
+                if claimed:  # the claim counted capacity; now its commit "fails"
+                    failures.append(1)  # raised inside the transaction: it rolls back
+                    raise IntegrityError("commit", {}, Exception("simulated deadlock"))
+
+        class OneShot:
+            """The claim's own transaction is the one that fails (it opens it first)."""
+
+            def __init__(self) -> None:
+                self.used = False
+
+            def begin(self) -> Any:
+                if self.used:
+                    return sessionmaker.begin()
+                self.used = True
+                return commit_fails_once_claimed()
+
+            def __call__(self) -> Any:
+                return sessionmaker()
+
+        dispatcher._sessionmaker = OneShot()  # type: ignore[assignment]
+        try:
+            await real(*args)
+        finally:
+            dispatcher._sessionmaker = sessionmaker
 
     monkeypatch.setattr(dispatcher, "_claim_rows", flaky)
     await add_gateway(fast, "solo", max_in_flight=1)

@@ -718,3 +718,31 @@ async def test_raw_rows_hold_no_code(
             )
         ).one()
     assert code not in str(tuple(raw))
+
+
+async def test_a_verification_pinned_to_a_gateway_goes_through_it(
+    client: httpx.AsyncClient, key: str
+) -> None:
+    first = await add_gateway(client, "first")
+    second = await add_gateway(client, "second")
+    clock = use_clock(client)
+    started = await start_ok(client, key, gateway="second")
+    assert started["gateway"] == "second"
+    await sms_to(second, DE)
+    clock.advance(30)
+    await start_ok(client, key)  # the resend keeps the gateway it was started with
+    await sms_to(second, DE, 2)
+    assert not [d for d in first.sent if d.to == DE]
+
+
+async def test_the_api_is_documented(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    for path in (
+        "/api/v1/otp",
+        "/api/v1/otp/verify",
+        "/api/v1/otp/{verification_id}",
+        "/send_otp",
+        "/verify_otp",
+    ):
+        assert path in schema["paths"], path
+    assert schema["paths"]["/api/v1/otp"]["post"]["security"]
