@@ -17,6 +17,7 @@ from simgate.domain.messages import MessageStatus
 from simgate.errors import RateLimited, SimgateError, Unauthorized
 from simgate.services import gateways as gateway_service
 from simgate.services import inbox
+from simgate.services.auth import Principal
 from simgate.services.outbound import Sender, SendRequest
 from simgate.store.models import App
 from simgate.web.deps import authenticate, presented_key
@@ -29,6 +30,30 @@ DONE = {S.SENT.value, S.DELIVERED.value, S.FAILED.value, S.EXPIRED.value, S.CANC
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"status": "error", "message": message, **extra}, status_code=status)
+
+
+async def _body_key_principal(
+    request: Request, data: dict[str, Any], scope: Scope
+) -> Principal | JSONResponse:
+    """Seed 000's and 002's key: `Authorization: Bearer`, `X-API-Key` or `api_key` in the
+    JSON body; the caller if it holds ``scope``, else the error in the seeds' shape."""
+    try:
+        if "authorization" in request.headers or "x-api-key" in request.headers:
+            key = presented_key(request)
+        elif isinstance(data.get("api_key"), str) and data["api_key"]:
+            key = data["api_key"]
+        else:
+            raise Unauthorized("missing api_key")
+        principal = await authenticate(request, key)
+    except Unauthorized as exc:
+        return _error(
+            401,
+            "invalid API key" if "missing" not in exc.message else "missing api_key",
+            **({"field": exc.field} if exc.field else {}),
+        )
+    if not principal.allows(scope):
+        return _error(403, f"this API key lacks the {scope.value!r} scope")
+    return principal
 
 
 @router.post(
@@ -49,22 +74,9 @@ async def sendsms(request: Request) -> JSONResponse:
         return _error(
             400, "request body must be a JSON object with phone and message", field="body"
         )
-    try:
-        if "authorization" in request.headers or "x-api-key" in request.headers:
-            key = presented_key(request)
-        elif isinstance(data.get("api_key"), str) and data["api_key"]:
-            key = data["api_key"]
-        else:
-            raise Unauthorized("missing api_key")
-        principal = await authenticate(request, key)
-    except Unauthorized as exc:
-        return _error(
-            401,
-            "invalid API key" if "missing" not in exc.message else "missing api_key",
-            **({"field": exc.field} if exc.field else {}),
-        )
-    if not principal.allows(Scope.SEND):
-        return _error(403, "this API key lacks the 'send' scope")
+    principal = await _body_key_principal(request, data, Scope.SEND)
+    if isinstance(principal, JSONResponse):
+        return principal
     for name in ("phone", "message"):
         if not isinstance(data.get(name), str) or not data[name].strip():
             return _error(422, f"{name} is required", field=name)
@@ -183,19 +195,9 @@ async def _otp_caller(
                     "create NAME' (or set SIMGATE_OTP_OPEN_APP to an existing app)",
                 )
             return found[0], found[1], True
-    try:
-        key = presented_key(request) if has_key else data.get("api_key")
-        if not isinstance(key, str) or not key:
-            raise Unauthorized("missing api_key")
-        principal = await authenticate(request, key)
-    except Unauthorized as exc:
-        return _error(
-            401,
-            "invalid API key" if "missing" not in exc.message else "missing api_key",
-            **({"field": exc.field} if exc.field else {}),
-        )
-    if not principal.allows(Scope.OTP):
-        return _error(403, "this API key lacks the 'otp' scope")
+    principal = await _body_key_principal(request, data, Scope.OTP)
+    if isinstance(principal, JSONResponse):
+        return principal
     return principal.app_id, principal.app_name, False
 
 
