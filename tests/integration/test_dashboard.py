@@ -14,6 +14,7 @@ from simgate.services import apps as app_service
 from simgate.store.engine import make_sessionmaker
 from simgate.store.models import Session
 from simgate.store.types import utcnow
+from tests.integration.dashboard import post_form
 
 PASSWORD = "s3cure-enough"
 ORIGIN = {"origin": "http://simgate.test"}
@@ -80,7 +81,7 @@ async def test_admin_sees_every_app_user_only_theirs(client: httpx.AsyncClient) 
     page = await client.get("/dashboard")
     assert "ops-tools" in page.text
     assert "ulla-shop" in page.text
-    await client.post("/logout", headers=ORIGIN)
+    await post_form(client, "/logout")
     client.cookies.clear()
     await _login(client, "ulla")
     page = await client.get("/dashboard")
@@ -92,7 +93,7 @@ async def test_admin_sees_every_app_user_only_theirs(client: httpx.AsyncClient) 
 async def test_logout_ends_the_session(client: httpx.AsyncClient) -> None:
     await _login(client, "root")
     token = client.cookies["simgate_session"]
-    out = await client.post("/logout", headers=ORIGIN)
+    out = await post_form(client, "/logout")
     assert out.headers["location"] == "/login"
     client.cookies.set("simgate_session", token)  # a stolen copy is useless now
     assert (await client.get("/dashboard")).status_code == 303

@@ -161,6 +161,7 @@ class Message(Base):
         Index("ix_messages_app_id_id", "app_id", "id"),
         Index("ix_messages_direction_id", "direction", "id"),
         Index("ix_messages_gateway_ref", "gateway", "gateway_ref"),
+        Index("ix_messages_created_at", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -294,6 +295,20 @@ class Gateway(Base):
     failed_count: Mapped[int] = mapped_column(BigInteger, default=0)
     received_count: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GatewaySample(Base):
+    """A gateway's signal, battery and status at one moment, for its history chart."""
+
+    __tablename__ = "gateway_samples"
+    __table_args__ = (Index("ix_gateway_samples_gateway_at", "gateway", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    gateway: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    signal: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    battery: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
 
 
 class Node(Base):

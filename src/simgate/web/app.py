@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -12,7 +13,6 @@ from typing import Any
 
 import fastapi_offline
 from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -28,12 +28,12 @@ from simgate.services.notify import listen_forever
 from simgate.services.outbound import NOTIFY_CHANNEL
 from simgate.store.engine import describe_db_error, make_engine
 from simgate.store.migrate import current_revision, head_revision
+from simgate.web import dashboard
 from simgate.web.api import compat, gateway_api, messages, system, v1
 from simgate.web.api import inbox as inbox_api
 from simgate.web.api import otp as otp_api
 from simgate.web.api import webhooks as webhooks_api
 from simgate.web.cable import cable
-from simgate.web.dashboard import views as dashboard
 from simgate.web.errors import install_error_handlers
 from simgate.web.middleware import CoreMiddleware
 from simgate.web.runtime import PHONE_CHANNEL, Runtime
@@ -223,7 +223,7 @@ def create_app(
     app.include_router(compat.router)
     app.include_router(gateway_api.router)
     app.add_api_websocket_route("/cable", cable)
-    app.include_router(dashboard.router)
+    dashboard.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _install_docs(app)
     _declare_security(app)
@@ -272,11 +272,15 @@ def _install_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
-            openapi_url=f"{root}/openapi.json",
-            title="simgate API",
-            swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
-            swagger_favicon_url=f"{root}/docs/assets/favicon.png",
+        root = html.escape(request.scope.get("root_path", ""), quote=True)
+        return HTMLResponse(
+            '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="stylesheet" href="{root}/docs/assets/swagger-ui.css">'
+            f'<link rel="icon" href="{root}/docs/assets/favicon.png">'
+            "<title>simgate API</title></head><body>"
+            f'<div id="swagger-ui" data-openapi="{root}/openapi.json"></div>'
+            f'<script src="{root}/docs/assets/swagger-ui-bundle.js"></script>'
+            f'<script src="{root}/static/swagger-init.js"></script>'
+            "</body></html>"
         )

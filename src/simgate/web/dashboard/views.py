@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import timedelta
-from pathlib import Path
-from urllib.parse import quote, urlparse
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
-from simgate import __version__
 from simgate.errors import Unauthorized
 from simgate.services import accounts, inbox, sessions
-from simgate.services import apps as app_service
 from simgate.services.accounts import UserInfo
 from simgate.services.inbound import inbox_item
+from simgate.web.dashboard import overview
+from simgate.web.dashboard.core import (
+    COOKIE,
+    NotAllowed,
+    ViewerDep,
+    csrf_token,
+    render,
+    same_origin,
+)
 from simgate.web.deps import RuntimeDep, SessionDep
 
-COOKIE = "simgate_session"
-templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
-templates.env.globals["version"] = __version__
 router = APIRouter(include_in_schema=False)
 
 
@@ -35,17 +37,6 @@ def _safe_next(target: str | None) -> str:
     return "/dashboard"
 
 
-def _same_origin(request: Request) -> bool:
-    """Refuse cross-site form posts (CSRF) on top of the SameSite=Lax cookie."""
-    origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        referer = request.headers.get("referer")
-        if referer is None:
-            return origin is None
-        origin = referer
-    return urlparse(origin).netloc == request.headers.get("host", "")
-
-
 async def current_user(request: Request, db: SessionDep) -> UserInfo | None:
     token = request.cookies.get(COOKIE)
     return await sessions.user_for(db, token) if token else None
@@ -54,11 +45,8 @@ async def current_user(request: Request, db: SessionDep) -> UserInfo | None:
 def _login_page(
     request: Request, *, error: str = "", username: str = "", next_: str = "", status: int = 200
 ) -> HTMLResponse:
-    return templates.TemplateResponse(
-        request,
-        "login.html",
-        {"error": error, "username": username, "next": next_},
-        status_code=status,
+    return render(
+        request, "login.html", {"error": error, "username": username, "next": next_}, status=status
     )
 
 
@@ -69,15 +57,18 @@ async def root(request: Request, db: SessionDep) -> Response:
 
 
 @router.get("/login", response_model=None)
-async def login_form(request: Request, db: SessionDep, next: str = "") -> Response:
+async def login_form(
+    request: Request, db: SessionDep, next: str = "", expired: str = ""
+) -> Response:
     if await current_user(request, db):
         return RedirectResponse(_safe_next(next), status_code=303)
-    return _login_page(request, next_=next)
+    notice = "Your session has ended; log in again." if expired else ""
+    return _login_page(request, next_=next, error=notice)
 
 
 @router.post("/login", response_model=None)
 async def login(request: Request, db: SessionDep, runtime: RuntimeDep) -> Response:
-    if not _same_origin(request):
+    if not same_origin(request):
         return _login_page(request, error="This form was sent from another site.", status=403)
     form = await request.form()
     username = str(form.get("username") or "").strip()
@@ -140,42 +131,56 @@ async def login(request: Request, db: SessionDep, runtime: RuntimeDep) -> Respon
 
 @router.post("/logout", response_model=None)
 async def logout(request: Request, db: SessionDep) -> Response:
+    """Ends the session when the form carries its CSRF token (a stale form from an ended
+    session just lands on the login page)."""
     token = request.cookies.get(COOKIE)
-    if token and _same_origin(request):
-        await sessions.close_session(db, token)
-        await db.commit()
+    form = await request.form()
+    sent = form.get("csrf_token")
+    if token and isinstance(sent, str) and same_origin(request):
+        if hmac.compare_digest(sent.encode(), csrf_token(token).encode()):
+            await sessions.close_session(db, token)
+            await db.commit()
+        elif await sessions.user_for(db, token):
+            return RedirectResponse("/dashboard", status_code=303)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
 
 
 @router.get("/dashboard", response_model=None)
-async def dashboard(request: Request, db: SessionDep) -> Response:
-    user = await current_user(request, db)
-    if user is None:
-        return RedirectResponse(f"/login?next={quote('/dashboard')}", status_code=303)
-    owner = None if user.role == "admin" else user.username
-    apps = await app_service.list_apps(db, owner=owner)
-    names = {a.name for a in apps}
-    keys = [k for k in await app_service.list_keys(db) if k.app in names]
-    return templates.TemplateResponse(
-        request, "dashboard.html", {"user": user, "apps": apps, "keys": keys}
-    )
+async def dashboard(
+    request: Request, db: SessionDep, viewer: ViewerDep, runtime: RuntimeDep
+) -> Response:
+    context = await overview.page(db, viewer, runtime)
+    return render(request, "overview.html", context, section="overview")
+
+
+@router.get("/dashboard/live", response_model=None)
+async def dashboard_live(
+    request: Request, db: SessionDep, viewer: ViewerDep, runtime: RuntimeDep
+) -> Response:
+    """The overview's live part (htmx polls it)."""
+    context = await overview.page(db, viewer, runtime)
+    return render(request, "_overview_live.html", context)
+
+
+@router.get("/admin", response_model=None)
+async def admin_home() -> Response:
+    return RedirectResponse("/dashboard", status_code=303)
+
+
+async def _inbox(db: SessionDep, viewer: ViewerDep) -> dict[str, object]:
+    if not viewer.is_admin:
+        raise NotAllowed("The inbox holds every app's SMS, so it is for admins.")
+    return {"messages": [inbox_item(m) for m in await inbox.recent(db, 50)]}
 
 
 @router.get("/inbox", response_model=None)
-async def inbox_page(request: Request, db: SessionDep) -> Response:
-    """Seed 001's page: the last 50 received SMS, newest first (admins: the inbox holds
-    every app's SMS)."""
-    user = await current_user(request, db)
-    if user is None:
-        return RedirectResponse(f"/login?next={quote('/inbox')}", status_code=303)
-    if user.role != "admin":
-        return templates.TemplateResponse(
-            request,
-            "dashboard.html",
-            {"user": user, "apps": [], "keys": [], "notice": "The inbox is for admins."},
-            status_code=403,
-        )
-    messages = [inbox_item(m) for m in await inbox.recent(db, 50)]
-    return templates.TemplateResponse(request, "inbox.html", {"user": user, "messages": messages})
+async def inbox_page(request: Request, db: SessionDep, viewer: ViewerDep) -> Response:
+    """Seed 001's page: the last 50 received SMS, newest first; new ones appear live."""
+    return render(request, "inbox.html", await _inbox(db, viewer), section="inbox")
+
+
+@router.get("/inbox/live", response_model=None)
+async def inbox_live(request: Request, db: SessionDep, viewer: ViewerDep) -> Response:
+    return render(request, "_inbox_rows.html", await _inbox(db, viewer))
