@@ -1,7 +1,7 @@
 """Counts for the dashboard: messages per status today, per hour and per day, the queue.
 
 One query per chart: each row's time bucket is a CASE over the bucket edges, which every
-backend (SQLite, PostgreSQL, MariaDB) evaluates the same way, on the created_at index.
+backend (SQLite, PostgreSQL, MariaDB) evaluates the same way, over the created_at index.
 """
 
 from __future__ import annotations
@@ -96,10 +96,17 @@ async def series(
         ),
         else_=-1,
     ).label("bucket")
-    rows = await session.execute(
-        select(bucket, Message.direction, Message.status, func.count())
+    # Bucketed in a subquery and grouped outside it: PostgreSQL cannot match a GROUP BY
+    # on an expression whose bound parameters differ from the SELECT's copies.
+    rows_of = (
+        select(bucket, Message.direction.label("direction"), Message.status.label("status"))
         .where(Message.created_at >= edges[0], Message.created_at < edges[-1], *_scope(app_ids))
-        .group_by(bucket, Message.direction, Message.status)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(rows_of.c.bucket, rows_of.c.direction, rows_of.c.status, func.count()).group_by(
+            rows_of.c.bucket, rows_of.c.direction, rows_of.c.status
+        )
     )
     out = Series(start, step, [Tally() for _ in range(count)])
     for i, direction, status, n in rows:

@@ -23,15 +23,14 @@ WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 200, 34, 22, 8
 
 
 def _nice(top: int) -> int:
-    """A round axis maximum at or above ``top``."""
-    if top <= 4:
-        return 4
-    step = 1
-    while step * 10 < top:
-        step *= 10
-    for mult in (1, 2, 2.5, 5, 10):
-        if step * mult * 4 >= top:
-            return int(step * mult * 4)
+    """A round axis maximum at or above ``top``: four steps of 1, 2 or 5 times a power of ten."""
+    raw = max(top, 4) / 4
+    scale = 1
+    while scale * 10 < raw:
+        scale *= 10
+    for mult in (1, 2, 5, 10):
+        if scale * mult >= raw:
+            return scale * mult * 4
     return top
 
 

@@ -73,19 +73,19 @@ def ago(value: datetime | str | None, now: datetime | None = None) -> str:
 
 
 def bars(signal: int | None) -> Markup:
-    """Signal strength (0-100 %, or None) as four bars in SVG (attributes, no inline style,
-    so the page's Content-Security-Policy holds)."""
+    """Signal strength (0-5 bars, as modems and phones report it, or None) as five bars in
+    SVG (attributes, no inline style, so the page's Content-Security-Policy holds)."""
     if signal is None:
         lit, label = 0, "no signal reading"
     else:
-        lit = 0 if signal <= 0 else min(4, 1 + int(signal) // 25)
-        label = f"signal {int(signal)} %"
+        lit = max(0, min(5, int(signal)))
+        label = f"signal {lit} of 5 bars"
     parts = [
-        f'<svg class="bars" viewBox="0 0 20 16" width="20" height="16" role="img" '
+        f'<svg class="bars" viewBox="0 0 25 16" width="25" height="16" role="img" '
         f'aria-label="{label}"><title>{label}</title>'
     ]
-    for i in range(4):
-        h = 4 + i * 4
+    for i in range(5):
+        h = 4 + i * 3
         cls = "on" if i < lit else "off"
         parts.append(f'<rect class="{cls}" x="{i * 5}" y="{16 - h}" width="4" height="{h}"/>')
     parts.append("</svg>")

@@ -1,0 +1,154 @@
+"""The dashboard as a new admin meets it, in a real headless Chromium, with real processes:
+the CLI in one "shell" (an admin, an app, a simulated modem on a pseudo-terminal),
+`simgate serve` in another on a port other than the default, and the browser on top.
+
+Every page is checked for Content-Security-Policy violations (the dashboard has no inline
+script or style, so there must be none) and saved as a screenshot in
+``$SIMGATE_SCREENSHOTS`` (default ``test-artifacts/screenshots``; not committed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.server import Server, cli_env, simgate, simulated_modem, wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+PASSWORD = "browser-pass-1"
+XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
+SHOTS = Path(os.environ.get("SIMGATE_SCREENSHOTS", "test-artifacts/screenshots"))
+PHONE_WIDTH = {"width": 390, "height": 844}
+
+
+def ok(*args: str, env: dict[str, str], stdin: str | None = None) -> str:
+    done = simgate(*args, env=env, stdin=stdin)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+@pytest.fixture
+def env(data_dir: Path, clean_env: None) -> dict[str, str]:
+    env = cli_env(data_dir)
+    ok("admin", "create", "root", "--password-stdin", env=env, stdin=PASSWORD + "\n")
+    ok("app", "create", "webshop", "--owner", "root", env=env)
+    return env
+
+
+@pytest.fixture
+def simulator(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[Path, Path]]:
+    with simulated_modem(tmp_path, env) as sim:
+        yield sim
+
+
+@pytest.fixture
+def server(data_dir: Path, env: dict[str, str]) -> Iterator[Server]:
+    srv = Server(data_dir, env)
+    yield srv
+    srv.stop()
+
+
+class Watched:
+    """A page whose CSP violations and script errors are collected as they happen."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.problems: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+
+    def _console(self, message: Any) -> None:
+        text = message.text
+        if message.type == "error" and ("Content Security Policy" in text or "Refused to" in text):
+            self.problems.append(text)
+
+    async def shot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        await self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def clean(self) -> None:
+        assert self.problems == [], self.problems
+
+
+async def log_in(browser: Any, server: Server, **context: Any) -> Watched:
+    ctx = await browser.new_context(**context)
+    watched = Watched(await ctx.new_page())
+    page = watched.page
+    await page.goto(server.url + "/dashboard")
+    await page.get_by_label("Username").fill("root")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url("**/dashboard")
+    return watched
+
+
+def db_value(data_dir: Path, query: str, *args: object) -> Any:
+    with sqlite3.connect(data_dir / "simgate.db") as conn:
+        row = conn.execute(query, args).fetchone()
+    return row[0] if row else None
+
+
+async def test_overview_and_inbox_are_live_and_show_text_as_text(
+    browser: Any,
+    data_dir: Path,
+    env: dict[str, str],
+    simulator: tuple[Path, Path],
+    server: Server,
+) -> None:
+    link, ctl = simulator
+    ok("modem", "add", "pi", "--port", str(link), "--rate-per-minute", "0", env=env)
+    w = await log_in(browser, server)
+    page = w.page
+    await page.get_by_role("link", name="pi").first.wait_for()
+    await page.locator("#overview-live .status-online").first.wait_for(timeout=30_000)
+    await w.shot("overview")
+
+    await page.get_by_role("link", name="Inbox").click()
+    await page.wait_for_url("**/inbox")
+    loaded = page.url
+    ok("modem", "inject", str(ctl), "+4915112345678", "Hello " + XSS, env=env)
+    row = page.locator("#inbox-rows tr", has_text="+4915112345678")
+    await row.wait_for(timeout=30_000)  # appears by itself
+    assert page.url == loaded
+    assert XSS in await row.inner_text()  # the markup is shown, as text
+    assert await page.evaluate("window.__xss") is None  # and never ran
+    await w.shot("inbox")
+    w.clean()
+
+
+async def test_the_pages_fit_a_phone_and_keep_to_the_csp(
+    browser: Any, data_dir: Path, server: Server
+) -> None:
+    w = await log_in(browser, server, viewport=PHONE_WIDTH)
+    page = w.page
+    menu = page.get_by_text("Menu")
+    await menu.click()
+    await page.get_by_role("link", name="Gateways").wait_for()
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE_WIDTH["width"] + 1, width
+    await w.shot("overview-phone")
+    resp = httpx.get(server.url + "/login")
+    csp = resp.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert resp.headers["x-frame-options"] == "DENY"
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    assert resp.headers["referrer-policy"] == "same-origin"
+    w.clean()
+
+
+def _first(pattern: str, text: str) -> str:
+    found = re.search(pattern, text)
+    assert found, text
+    return found.group(1)
+
+
+__all__ = ["_first", "db_value", "wait_for"]
