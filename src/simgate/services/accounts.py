@@ -140,3 +140,27 @@ async def verify_login(session: AsyncSession, *, username: str, password: str) -
         user.password_hash = _hasher.hash(password)
     user.last_login_at = utcnow()
     return UserInfo.of(user)
+
+
+async def set_role(session: AsyncSession, *, username: str, role: str, actor: str) -> UserInfo:
+    if role not in ROLES:
+        raise Invalid(f"role {role!r} is not valid; use {' or '.join(ROLES)}", field="role")
+    user = await get_user(session, username)
+    if user.role != role:
+        user.role = role
+        audit.record(session, actor=actor, action="user.role", target=username, role=role)
+    return UserInfo.of(user)
+
+
+async def change_own_password(
+    session: AsyncSession, *, username: str, current: str, new: str, actor: str
+) -> None:
+    """A user changes their own password: the current one must match (field ``current``)."""
+    user = await get_user(session, username)
+    try:
+        _hasher.verify(user.password_hash, current)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        raise Invalid("the current password is wrong", field="current") from None
+    check_password(new)
+    user.password_hash = _hasher.hash(new)
+    audit.record(session, actor=actor, action="user.change_password", target=username)

@@ -22,7 +22,7 @@ from simgate.domain.keys import (
 )
 from simgate.errors import Conflict, Invalid, NotFound
 from simgate.services import audit
-from simgate.store.models import ApiKey, App, Counter, User
+from simgate.store.models import ApiKey, App, Counter, Message, User
 from simgate.store.types import utcnow
 
 APP_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -302,3 +302,30 @@ async def revoke_key(session: AsyncSession, *, prefix: str, actor: str) -> KeyIn
         await bump_auth_generation(session)
         audit.record(session, actor=actor, action="key.revoke", target=row.prefix, app=app_name)
     return _key_info(row, app_name)
+
+
+async def find_app(session: AsyncSession, name: str, *, owner: str | None = None) -> AppInfo:
+    """One app by name; with ``owner``, only if that user owns it (another's is NotFound,
+    so its existence is not revealed)."""
+    for info in await list_apps(session, owner=owner):
+        if info.name == name:
+            return info
+    raise NotFound(f"no app named {name!r}", field="app")
+
+
+async def usage_since(
+    session: AsyncSession, *, since: datetime, app_ids: list[int] | None = None
+) -> dict[int, int]:
+    """Outbound messages each app submitted since ``since`` (apps with none are left out)."""
+    stmt = (
+        select(Message.app_id, func.count())
+        .where(
+            Message.direction == "outbound",
+            Message.created_at >= since,
+            Message.app_id.is_not(None),
+        )
+        .group_by(Message.app_id)
+    )
+    if app_ids is not None:
+        stmt = stmt.where(Message.app_id.in_(app_ids or [-1]))
+    return {int(app_id or 0): int(n) for app_id, n in await session.execute(stmt)}

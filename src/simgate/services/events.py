@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simgate.services import changes
@@ -100,3 +101,58 @@ def gateway_changed(session: AsyncSession, type_: str, name: str, **data: Any) -
         **{k: v for k, v in data.items() if v is not None},
     }
     record(session, type_, name, body, order_key=f"gateway:{name}"[:64], at=at)
+
+
+async def gateway_log(
+    session: AsyncSession, *, limit: int = 100, gateway: str | None = None
+) -> list[dict[str, Any]]:
+    """What went wrong on gateways, newest first: failed outbound messages with their error
+    and hint, and gateways going online or offline (from the event outbox)."""
+    failed = (
+        select(Message)
+        .where(
+            Message.direction == "outbound",
+            Message.status.in_(("failed", "expired")),
+            Message.error_code.is_not(None),
+        )
+        .order_by(Message.updated_at.desc())
+        .limit(limit)
+    )
+    changes_ = (
+        select(Event)
+        .where(Event.type.in_(("gateway.online", "gateway.offline")))
+        .order_by(Event.id.desc())
+        .limit(limit)
+    )
+    if gateway:
+        failed = failed.where(Message.gateway == gateway)
+        changes_ = changes_.where(Event.subject == gateway)
+    out: list[dict[str, Any]] = [
+        {
+            "at": m.updated_at,
+            "kind": "message",
+            "gateway": m.gateway or m.gateway_pinned or "",
+            "message_id": m.id,
+            "status": m.status,
+            "code": m.error_code or "",
+            "text": m.error_message or "",
+            "hint": m.error_hint or "",
+        }
+        for m in await session.scalars(failed)
+    ]
+    for e in await session.scalars(changes_):
+        data = e.data or {}
+        out.append(
+            {
+                "at": e.created_at,
+                "kind": "gateway",
+                "gateway": e.subject,
+                "message_id": "",
+                "status": str(data.get("status") or e.type.rpartition(".")[2]),
+                "code": "",
+                "text": str(data.get("reason") or ""),
+                "hint": "",
+            }
+        )
+    out.sort(key=lambda row: row["at"], reverse=True)
+    return out[:limit]

@@ -909,3 +909,46 @@ def conversion_samples(stats: dict[str, dict[str, int]]) -> list[tuple[tuple[str
         if decided:
             out.append(((app,), counts.get(V.APPROVED.value, 0) / decided))
     return out
+
+
+async def recent(
+    session: AsyncSession,
+    *,
+    app_ids: list[int] | None = None,
+    status: str | None = None,
+    limit: int = 100,
+) -> list[tuple[OtpVerification, str | None]]:
+    """Verifications, newest first, with their app's name (None: started by an operator).
+    ``app_ids`` None: every app's. Callers show the rows' public parts only, never
+    ``code_hashes``."""
+    stmt = (
+        select(OtpVerification, App.name)
+        .outerjoin(App, App.id == OtpVerification.app_id)
+        .order_by(OtpVerification.created_at.desc(), OtpVerification.id.desc())
+        .limit(limit)
+    )
+    if app_ids is not None:
+        stmt = stmt.where(OtpVerification.app_id.in_(app_ids or [-1]))
+    if status:
+        stmt = stmt.where(OtpVerification.status == status)
+    return [(v, name) for v, name in (await session.execute(stmt)).all()]
+
+
+async def counts_since(
+    session: AsyncSession, *, since: datetime, app_ids: list[int] | None = None
+) -> dict[str, dict[str, int]]:
+    """Verifications started since ``since`` per app name and status (as ``Otp.stats``:
+    ``conversion_samples`` turns it into the conversion ratio)."""
+    stmt = (
+        select(App.name, OtpVerification.status, func.count())
+        .select_from(OtpVerification)
+        .outerjoin(App, App.id == OtpVerification.app_id)
+        .where(OtpVerification.created_at >= since)
+        .group_by(App.name, OtpVerification.status)
+    )
+    if app_ids is not None:
+        stmt = stmt.where(OtpVerification.app_id.in_(app_ids or [-1]))
+    out: dict[str, dict[str, int]] = {}
+    for name, status, n in await session.execute(stmt):
+        out.setdefault(name or "simgate", {})[status] = int(n)
+    return out

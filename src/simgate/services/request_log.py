@@ -156,3 +156,27 @@ async def recent(
     if app_id is not None:
         stmt = stmt.where(ApiRequest.app_id == app_id)
     return list(await session.scalars(stmt))
+
+
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    app_ids: list[int] | None = None,
+    status_class: str | None = None,
+    path: str | None = None,
+    limit: int = 100,
+) -> list[ApiRequest]:
+    """Newest first, filtered: ``app_ids`` (None: every app), a status class such as
+    ``4xx``, and text the endpoint contains."""
+    stmt = select(ApiRequest).order_by(ApiRequest.id.desc()).limit(limit)
+    if app_ids is not None:
+        stmt = stmt.where(ApiRequest.app_id.in_(app_ids or [-1]))
+    if status_class in STATUS_CLASSES:
+        low = int(status_class[0]) * 100
+        stmt = stmt.where(ApiRequest.status >= low, ApiRequest.status < low + 100)
+    if path:
+        stmt = stmt.where(ApiRequest.endpoint.contains(path, autoescape=True))
+    return list(await session.scalars(stmt))

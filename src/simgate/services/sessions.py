@@ -108,3 +108,18 @@ class LoginThrottle:
 
     def succeeded(self, ip: str, username: str) -> None:
         self._failures.pop((ip, username.lower()), None)
+
+
+async def close_other_sessions(session: AsyncSession, *, user_id: int, keep: str) -> int:
+    """End every session of ``user_id`` except the one whose token is ``keep`` (after a
+    password change: a stolen session does not outlive it); how many ended."""
+    result = await session.execute(
+        delete(Session).where(Session.user_id == user_id, Session.token_hash != _digest(keep))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def close_user_sessions(session: AsyncSession, *, user_id: int) -> int:
+    """End every session of ``user_id`` (their password was reset, or they were disabled)."""
+    result = await session.execute(delete(Session).where(Session.user_id == user_id))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1141,3 +1141,17 @@ __all__ = [
     "rotate_secret",
     "update_endpoint",
 ]
+
+
+async def endpoint_app(session: AsyncSession, ref: str) -> int:
+    """The id of the app an endpoint (``wh_12``) belongs to; NotFound for callbacks' and
+    unknown ones."""
+    id_ = _parse_ref(ref, ENDPOINT_PREFIX, "webhook endpoint")
+    app_id = await session.scalar(
+        select(WebhookEndpoint.app_id).where(
+            WebhookEndpoint.id == id_, WebhookEndpoint.is_callback.is_(False)
+        )
+    )
+    if app_id is None:
+        raise NotFound(f"no webhook endpoint {ref!r}")
+    return int(app_id)
