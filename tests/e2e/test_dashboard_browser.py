@@ -145,6 +145,45 @@ async def test_the_pages_fit_a_phone_and_keep_to_the_csp(
     w.clean()
 
 
+async def test_create_a_key_use_it_and_revoke_it(
+    browser: Any, data_dir: Path, server: Server
+) -> None:
+    w = await log_in(browser, server)
+    page = w.page
+    await page.get_by_role("link", name="Apps & keys").click()
+    await page.get_by_role("link", name="webshop").first.click()
+    await page.wait_for_url("**/admin/apps/webshop")
+    await page.get_by_label("Key name").fill("browser <b>key</b>")
+    await page.get_by_role("button", name="Create key").click()
+    secret = (await page.locator("#secret-value").inner_text()).strip()
+    assert secret.startswith("sg_")
+    me = httpx.get(server.url + "/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
+    assert me.status_code == 200
+    await w.shot("app-key-created")
+
+    await page.goto(server.url + "/admin/apps/webshop")
+    assert secret not in await page.content()  # shown once, then never again
+    row = page.locator("tr", has_text="browser <b>key</b>")
+    page.once("dialog", lambda dialog: dialog.accept())
+    await row.get_by_role("button", name="Revoke").click()
+    await page.locator("tr.revoked", has_text="browser <b>key</b>").wait_for()
+    refused = httpx.get(server.url + "/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
+    assert refused.status_code == 401
+    for path, name in (
+        ("/admin/apps", "apps"),
+        ("/admin/webhooks", "webhooks"),
+        ("/admin/otp", "otp"),
+        ("/admin/logs", "logs"),
+        ("/admin/users", "users"),
+        ("/admin/account", "account"),
+        ("/admin/api", "api"),
+    ):
+        await page.goto(server.url + path)
+        await page.locator("h1").first.wait_for()
+        await w.shot(name)
+    w.clean()
+
+
 def _first(pattern: str, text: str) -> str:
     found = re.search(pattern, text)
     assert found, text
