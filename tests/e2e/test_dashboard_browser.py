@@ -145,6 +145,51 @@ async def test_the_pages_fit_a_phone_and_keep_to_the_csp(
     w.clean()
 
 
+async def test_add_a_modem_and_watch_a_test_sms_turn_delivered(
+    browser: Any,
+    data_dir: Path,
+    env: dict[str, str],
+    simulator: tuple[Path, Path],
+    server: Server,
+) -> None:
+    link, ctl = simulator
+    w = await log_in(browser, server)
+    page = w.page
+    await page.get_by_role("link", name="Gateways").click()
+    await page.get_by_role("link", name="Add a modem").first.click()
+    await page.get_by_role("button", name="Add modem").click()  # empty: refused, said why
+    await page.locator(".field-error", has_text="Give the modem a name").wait_for()
+    await page.get_by_label("Name").fill("pi")
+    await page.get_by_label("…or type its path").fill(str(link))
+    await page.get_by_label("At most this many SMS a minute").fill("0")
+    await page.get_by_role("button", name="Add modem").click()
+    await page.wait_for_url("**/admin/gateways/pi?added=1")
+    await page.locator("#gateway-state .status-online").wait_for(timeout=30_000)
+    await w.shot("gateway")
+
+    await page.get_by_role("link", name="Send a test SMS").click()
+    await page.get_by_label("Send to").fill("+4915112345678")
+    await page.get_by_label("Text").fill("Hello from the dashboard")
+    await page.get_by_role("button", name="Send test SMS").click()
+    await page.wait_for_url(re.compile(r".*/admin/gateways/pi/test\?message=msg_.*"))
+    loaded = page.url
+    status = page.locator("#test-status")
+    await page.locator("#test-status", has_text="delivered").wait_for(timeout=60_000)
+    assert page.url == loaded  # no reload: the status came in by itself
+    assert await status.inner_text() == "delivered"
+    await w.shot("gateway-test")
+    sent = ok("modem", "sent", str(ctl), "--to", "+4915112345678", env=env)
+    assert "Hello from the dashboard" in sent
+
+    await page.get_by_role("link", name="Messages").click()
+    await page.get_by_role("cell", name="Hello from the dashboard").wait_for()
+    await w.shot("messages")
+    await page.get_by_role("link", name=re.compile("^msg_")).first.click()
+    await page.locator(".timeline li", has_text="delivered").wait_for()
+    await w.shot("message")
+    w.clean()
+
+
 async def test_create_a_key_use_it_and_revoke_it(
     browser: Any, data_dir: Path, server: Server
 ) -> None:

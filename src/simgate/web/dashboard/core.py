@@ -99,7 +99,15 @@ def status_badge(value: str | None) -> Markup:
     return Markup('<span class="status status-{}">{}</span>').format(css, text.replace("_", " "))
 
 
+def detail(value: object) -> str:
+    """An event's detail as 'key value · key value' (plain text; escaped by the template)."""
+    if isinstance(value, dict):
+        return " · ".join(f"{k.replace('_', ' ')} {v}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
 templates.env.filters["when"] = when
+templates.env.filters["detail"] = detail
 templates.env.globals["status_badge"] = status_badge
 templates.env.filters["ago"] = ago
 templates.env.globals["bars"] = bars
