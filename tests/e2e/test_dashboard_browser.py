@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.server import Server, cli_env, simgate, simulated_modem, wait_for
+from tests.integration.server import (
+    SIMGATE,
+    Server,
+    cli_env,
+    simgate,
+    simulated_modem,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 PASSWORD = "browser-pass-1"
@@ -187,6 +195,48 @@ async def test_add_a_modem_and_watch_a_test_sms_turn_delivered(
     await page.get_by_role("link", name=re.compile("^msg_")).first.click()
     await page.locator(".timeline li", has_text="delivered").wait_for()
     await w.shot("message")
+    await page.get_by_role("link", name="Overview").click()
+    await page.locator("svg.chart rect.s-delivered").first.wait_for()
+    await page.set_viewport_size({"width": 1100, "height": 700})
+    await w.shot("overview-traffic")
+    w.clean()
+
+
+async def test_register_an_android_phone_from_its_qr_code(
+    browser: Any, data_dir: Path, env: dict[str, str], server: Server, tmp_path: Path
+) -> None:
+    w = await log_in(browser, server)
+    page = w.page
+    await page.goto(server.url + "/admin/gateways")
+    await page.get_by_role("link", name="Add an Android phone").click()
+    await page.get_by_label("Phone name").fill("Shop " + XSS)
+    await page.get_by_label("Gateway name (optional)").fill("shop-phone")
+    await page.get_by_role("button", name="Add phone").click()
+    await page.locator(".qr svg").wait_for()
+    payload = (await page.locator("#qr-payload").inner_text()).strip()
+    key = (await page.locator("#secret-value").inner_text()).strip()
+    assert payload.startswith("simgate://connect?server=")
+    assert key.startswith("gw_live_")
+    await w.shot("android-added")
+
+    with (tmp_path / "phone.log").open("w") as log:
+        phone = subprocess.Popen(
+            [SIMGATE, "gateway", "emulate", "--qr", payload, "--heartbeat", "2"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            await page.goto(server.url + "/admin/gateways/shop-phone")
+            await page.locator("#gateway-state .status-online").wait_for(timeout=30_000)
+            assert XSS in await page.locator("#gateway-state").inner_text()  # shown as text
+            await page.goto(server.url + "/admin/gateways")
+            await page.get_by_text("Shop " + XSS).wait_for()
+            assert await page.evaluate("window.__xss") is None
+            await w.shot("gateways")
+        finally:
+            phone.terminate()
+            phone.wait(timeout=10)
     w.clean()
 
 

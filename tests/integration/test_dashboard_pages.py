@@ -3,6 +3,8 @@ to its field with nothing stored, CSRF, and user text shown as text."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 from sqlalchemy import func, select
@@ -17,6 +19,7 @@ from simgate.store.engine import make_sessionmaker
 from simgate.store.models import Gateway, Message
 from simgate.store.types import utcnow
 from tests.integration.dashboard import ORIGIN, PASSWORD, csrf, login, post_form
+from tests.integration.server import cli_env, simgate
 
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
@@ -250,3 +253,49 @@ async def test_cancel_a_queued_message_and_not_a_canceled_one(
     async with make_sessionmaker(sqlite_engine)() as s:
         assert (await s.get(Message, mine)).status == "canceled"  # type: ignore[union-attr]
         assert (await s.get(Message, theirs)).status == "queued"  # type: ignore[union-attr]
+
+
+async def test_add_an_android_phone_shows_its_key_once_with_a_qr_code(
+    client: httpx.AsyncClient, people: dict[str, int], sqlite_engine: AsyncEngine
+) -> None:
+    await login(client, "root")
+    before = await _count(sqlite_engine, Gateway)
+    for form, words in (
+        ({"label": ""}, "Give the phone a name"),
+        ({"label": "x" * 129}, "At most 128"),
+        ({"label": "ok", "rate_per_minute": "many"}, "whole number"),
+        ({"label": "ok", "name": "bad name!"}, "name"),
+        ({"label": "ok", "name": "pi"}, "pi"),  # taken by the modem
+    ):
+        resp = await post_form(client, "/admin/gateways/new/android", form)
+        assert resp.status_code == 422, form
+        assert words in resp.text
+    assert await _count(sqlite_engine, Gateway) == before
+    made = await post_form(client, "/admin/gateways/new/android", {"label": "Shop " + XSS})
+    assert made.status_code == 201
+    assert "<svg" in made.text
+    assert (
+        'id="qr-payload">simgate://connect?server=http%3A%2F%2Fsimgate.test&amp;key=gw_live_'
+        in made.text
+    )
+    assert XSS not in made.text
+    key = made.text.split('id="secret-value">')[1].split("<")[0]
+    async with make_sessionmaker(sqlite_engine)() as s:
+        row = (await s.scalars(select(Gateway).where(Gateway.kind == "android"))).one()
+        assert row.label == "Shop " + XSS
+        assert key not in str(row.key_hash)
+    page = await client.get(f"/admin/gateways/{row.name}")
+    assert key not in page.text
+    assert "Shop &lt;script&gt;" in page.text
+
+
+def test_the_emulator_takes_the_qr_text_or_says_what_is_wrong(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    bad = simgate("gateway", "emulate", "--qr", "https://example.com", env=env)
+    assert bad.returncode == 1
+    assert "--qr: expected a URI starting simgate://connect?" in bad.stderr
+    both = simgate("gateway", "emulate", "--qr", "x", "--url", "http://a", env=env)
+    assert "either --qr or --url" in both.stderr
+    neither = simgate("gateway", "emulate", env=env)
+    assert neither.returncode == 1
+    assert "--url and --key, or --qr" in neither.stderr

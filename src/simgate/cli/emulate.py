@@ -15,8 +15,15 @@ from simgate.cli.gateway import gateway_cli
 
 @gateway_cli.command("emulate")
 def gateway_emulate(
-    url: Annotated[str, typer.Option(help="The server, e.g. http://127.0.0.1:8000")],
-    key: Annotated[str, typer.Option(help="The phone's gw_live_ key.")],
+    url: Annotated[str, typer.Option(help="The server, e.g. http://127.0.0.1:8000")] = "",
+    key: Annotated[str, typer.Option(help="The phone's gw_live_ key.")] = "",
+    qr: Annotated[
+        str,
+        typer.Option(
+            help="What the dashboard's QR code holds (simgate://connect?server=…&key=…), "
+            "instead of --url and --key."
+        ),
+    ] = "",
     deliver_after: Annotated[float, typer.Option(help="Seconds from 'sent' to 'delivered'.")] = 2.0,
     fail_rate: Annotated[
         float, typer.Option(help="Share of sends (0-1) the phone reports as failed.")
@@ -41,7 +48,18 @@ def gateway_emulate(
     """Run a phone gateway that speaks seed 003's protocol like the Android app: it
     connects to /cable, takes send_sms, reports sent and delivered, and hands over SMS
     injected with 'simgate gateway inject CONTROL FROM TEXT'. Ctrl-C stops it."""
+    from simgate.domain.connect import BadConnectUri, parse_connect_uri
     from simgate.phone_sim import EmulatorConfig, PhoneEmulator, Refused, serve_control
+
+    if qr:
+        if url or key:
+            fail("give either --qr or --url with --key, not both")
+        try:
+            url, key = parse_connect_uri(qr)
+        except BadConnectUri as exc:
+            fail(f"--qr: {exc}")
+    if not url or not key:
+        fail("say where to connect: --url and --key, or --qr with the dashboard's QR text")
 
     if not 0 <= fail_rate <= 1:
         fail("--fail-rate must be from 0 to 1")

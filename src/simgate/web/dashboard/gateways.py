@@ -8,15 +8,18 @@ import glob
 import os
 from typing import Any
 
+import segno
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from simgate.domain.connect import connect_uri
 from simgate.domain.placement import Placement
 from simgate.errors import NotFound, SimgateError
 from simgate.services import gateways as gateway_service
-from simgate.services import nodes
+from simgate.services import nodes, phones
 from simgate.services.outbound import Sender, SendRequest, get_message
 from simgate.store.models import GatewaySample, Message
 from simgate.web.dashboard.core import (
@@ -26,6 +29,7 @@ from simgate.web.dashboard.core import (
     form_text,
     render,
     see_other,
+    server_url,
 )
 from simgate.web.deps import RuntimeDep, SessionDep
 from simgate.web.runtime import Runtime
@@ -230,6 +234,82 @@ async def deactivate(
     request: Request, name: str, db: SessionDep, viewer: ActingAdminDep, runtime: RuntimeDep
 ) -> Response:
     return await _set_active(request, name, db, viewer, runtime, False)
+
+
+# ---------------------------------------------------------------------------- Android
+def qr_svg(text: str) -> Markup:
+    """``text`` as a QR code in inline SVG (drawn here: no script, no image service)."""
+    code = segno.make(text, error="m")
+    svg = code.svg_inline(scale=1, omitsize=True, svgclass="qr-code", title="QR code")
+    return Markup(svg)  # noqa: S704 - segno's own SVG; the text is encoded as modules
+
+
+def _android_form(
+    request: Request, form: dict[str, str], errors: FormErrors | None = None, status: int = 200
+) -> Response:
+    return render(
+        request,
+        "gateways_new_android.html",
+        {"form": form, "errors": errors, "made": None},
+        status=status,
+        section=SECTION,
+    )
+
+
+@router.get("/admin/gateways/new/android", response_model=None)
+async def new_android_form(request: Request, viewer: AdminDep) -> Response:
+    return _android_form(request, {"label": "", "name": "", "rate_per_minute": "0"})
+
+
+@router.post("/admin/gateways/new/android", response_model=None)
+async def new_android(
+    request: Request, db: SessionDep, viewer: ActingAdminDep, runtime: RuntimeDep
+) -> Response:
+    """Creates the phone gateway and shows its key once, as text and as a QR code holding
+    this server's URL with the key (``domain.connect``)."""
+    raw = await request.form()
+    form = {k: form_text(raw, k, limit=255) for k in ("label", "name", "rate_per_minute")}
+    errors = FormErrors()
+    if not form["label"]:
+        errors.add("label", "Give the phone a name people recognise, e.g. Shop phone.")
+    elif len(form["label"]) > 128:
+        errors.add("label", "At most 128 characters.")
+    rate = _whole(form["rate_per_minute"] or "0", "rate_per_minute", errors, lo=0, hi=10_000)
+    if errors:
+        return _android_form(request, form, errors, 422)
+    try:
+        if form["name"]:
+            gateway_service.check_name(form["name"])
+        made = await phones.create(
+            db,
+            label=form["label"],
+            device_id=None,
+            name=form["name"] or None,
+            rate_per_minute=rate,
+            actor=viewer.actor,
+        )
+        await db.commit()
+    except SimgateError as exc:
+        await db.rollback()
+        errors.from_error(exc, known=("label", "name", "rate_per_minute"))
+        return _android_form(request, form, errors, 422)
+    runtime.gateways.wake()
+    server = server_url(request)
+    uri = connect_uri(server, made.key)
+    return render(
+        request,
+        "gateways_new_android.html",
+        {
+            "form": form,
+            "errors": None,
+            "made": made,
+            "server": server,
+            "uri": uri,
+            "qr": qr_svg(uri),
+        },
+        status=201,
+        section=SECTION,
+    )
 
 
 # ---------------------------------------------------------------------------- test send
