@@ -26,7 +26,7 @@ from simgate.domain.messages import CLAIMABLE, MessageError, MessageStatus, Prio
 from simgate.domain.retry import ErrorKind, RetryPolicy
 from simgate.domain.routing import GatewayView, TokenBucket, choose
 from simgate.drivers.base import Gateway, GatewayStatus, OutboundSms, SendOutcome
-from simgate.services import events, inbound
+from simgate.services import events, inbound, samples
 from simgate.services.outbound import move
 from simgate.store.engine import describe_db_error
 from simgate.store.models import Gateway as GatewayRow
@@ -684,6 +684,9 @@ class Dispatcher:
                             or_(GatewayRow.node == self.node, GatewayRow.node.is_(None)),
                         )
                         .values(status=status, status_detail=detail, last_seen_at=at, **health)
+                    )
+                    await samples.record(
+                        session, gateway, status=status, signal=health.get("signal"), now=at
                     )
                     await self._presence(session, gateway, status, detail)
         except (SQLAlchemyError, OSError) as exc:

@@ -19,7 +19,7 @@ from simgate.domain.keys import generate_enrollment_token, generate_gateway_key,
 from simgate.domain.messages import Direction, Received
 from simgate.domain.placement import Placement
 from simgate.errors import Forbidden, Invalid, NotFound, SimgateError, Unauthorized
-from simgate.services import audit, events, gateways, inbound
+from simgate.services import audit, events, gateways, inbound, samples
 from simgate.services.apps import bump_auth_generation
 from simgate.services.phone_auth import Phone
 from simgate.store.models import EnrollmentToken, Message
@@ -325,6 +325,14 @@ async def heartbeat(session: AsyncSession, *, phone: Phone, data: dict[str, Any]
     if app_version:
         values["app_version"] = app_version
     await session.execute(update(GatewayRow).where(GatewayRow.id == phone.id).values(**values))
+    await samples.record(
+        session,
+        phone.name,
+        status=status,
+        signal=signal,
+        battery=battery,
+        now=values["last_heartbeat_at"],
+    )
     if status == "offline":  # the phone says it is going away
         await went_offline(
             session, gateway_id=phone.id, name=phone.name, reason="the phone said so"

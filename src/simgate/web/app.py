@@ -21,7 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from simgate import __version__
 from simgate.config import Settings
-from simgate.services import audit, inbox, nodes, outbound, request_log, sessions, webhooks
+from simgate.services import (
+    audit,
+    inbox,
+    nodes,
+    outbound,
+    request_log,
+    samples,
+    sessions,
+    webhooks,
+)
 from simgate.services.apps import AUTH_CHANNEL
 from simgate.services.changes import CHANNEL as CHANGES_CHANNEL
 from simgate.services.notify import listen_forever
@@ -104,7 +113,8 @@ async def _prune_forever(runtime: Runtime) -> None:
                 k = await sessions.prune(session)
                 i = await outbound.prune(session, idempotency_hours=settings.idempotency_ttl_hours)
                 i += await nodes.prune(session)
-            if n or m or k or i or received or hooks:
+                g = await samples.prune(session)
+            if n or m or k or i or g or received or hooks:
                 log.info(
                     "pruned old rows",
                     extra={
@@ -114,6 +124,7 @@ async def _prune_forever(runtime: Runtime) -> None:
                         "audit_events": m,
                         "sessions": k,
                         "idempotency_usage_nodes": i,
+                        "gateway_samples": g,
                     },
                 )
         except (SQLAlchemyError, OSError) as exc:

@@ -19,9 +19,9 @@ from simgate.domain.connect import connect_uri
 from simgate.domain.placement import Placement
 from simgate.errors import NotFound, SimgateError
 from simgate.services import gateways as gateway_service
-from simgate.services import nodes, phones
+from simgate.services import nodes, phones, samples
 from simgate.services.outbound import Sender, SendRequest, get_message
-from simgate.store.models import GatewaySample, Message
+from simgate.store.models import Message
 from simgate.web.dashboard.core import (
     ActingAdminDep,
     AdminDep,
@@ -176,15 +176,8 @@ async def _detail(db: AsyncSession, runtime: Runtime, name: str) -> dict[str, An
             .limit(10)
         )
     )
-    samples = list(
-        await db.scalars(
-            select(GatewaySample)
-            .where(GatewaySample.gateway == name)
-            .order_by(GatewaySample.at.desc())
-            .limit(50)
-        )
-    )
-    return {"g": info, "failures": failures, "samples": samples}
+    history = await samples.recent(db, name)
+    return {"g": info, "failures": failures, "samples": history}
 
 
 @router.get("/admin/gateways/{name}", response_model=None)
