@@ -299,3 +299,58 @@ def test_the_emulator_takes_the_qr_text_or_says_what_is_wrong(tmp_path: Path) ->
     neither = simgate("gateway", "emulate", env=env)
     assert neither.returncode == 1
     assert "--url and --key, or --qr" in neither.stderr
+
+
+async def test_rotate_a_phone_key_remove_a_gateway_and_enrollment_tokens(
+    client: httpx.AsyncClient, people: dict[str, int], sqlite_engine: AsyncEngine
+) -> None:
+    await login(client, "root")
+    made = await post_form(client, "/admin/gateways/new/android", {"label": "Till", "name": "till"})
+    old = made.text.split('id="secret-value">')[1].split("<")[0]
+    rotated = await post_form(client, "/admin/gateways/till/rotate-key")
+    assert rotated.status_code == 200
+    new = rotated.text.split('id="secret-value">')[1].split("<")[0]
+    assert new != old
+    assert new.startswith("gw_live_")
+    assert "the old one is refused" in rotated.text
+    hb = {"status": "online"}
+    assert (
+        await client.post(
+            "/api/v1/gateway/heartbeat", json=hb, headers={"Authorization": f"Bearer {old}"}
+        )
+    ).status_code == 401
+    assert (
+        await client.post(
+            "/api/v1/gateway/heartbeat", json=hb, headers={"Authorization": f"Bearer {new}"}
+        )
+    ).status_code == 200
+    modem = await post_form(client, "/admin/gateways/pi/rotate-key")
+    assert modem.status_code == 409
+    assert "not a phone" in modem.text
+    assert (await post_form(client, "/admin/gateways/nope/rotate-key")).status_code == 404
+
+    assert (await post_form(client, "/admin/gateways/till/remove")).status_code == 303
+    assert (await client.get("/admin/gateways/till")).status_code == 404
+    assert (await post_form(client, "/admin/gateways/till/remove")).status_code == 404
+
+    page = await client.get("/admin/gateways/new/enroll")
+    assert page.status_code == 200
+    for hours, words in (("soon", "number of hours"), ("0", "1 minute"), ("100000", "hours")):
+        bad = await post_form(client, "/admin/gateways/new/enroll", {"label": "x", "hours": hours})
+        assert bad.status_code == 422, hours
+        assert words in bad.text
+    token = await post_form(
+        client, "/admin/gateways/new/enroll", {"label": "Warehouse <b>", "hours": "2"}
+    )
+    assert token.status_code == 201
+    secret = token.text.split('id="secret-value">')[1].split("<")[0]
+    assert "Warehouse &lt;b&gt;" in token.text
+    listed = await client.get("/admin/gateways/new/enroll")
+    assert secret not in listed.text
+    assert secret[:12] in listed.text or "Warehouse" in listed.text
+    registered = await client.post(
+        "/api/v1/gateway/register",
+        json={"name": "Warehouse phone", "device_id": "dev-1"},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert registered.status_code == 201, registered.text

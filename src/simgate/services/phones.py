@@ -267,6 +267,15 @@ async def enrollment_token(
     return token.secret, expires
 
 
+async def list_enrollment_tokens(session: AsyncSession, limit: int = 50) -> list[EnrollmentToken]:
+    """The newest tokens (only their prefixes: the secrets were shown once)."""
+    return list(
+        await session.scalars(
+            select(EnrollmentToken).order_by(EnrollmentToken.id.desc()).limit(limit)
+        )
+    )
+
+
 async def _phone_row(session: AsyncSession, name: str) -> GatewayRow:
     row = await session.scalar(select(GatewayRow).where(GatewayRow.name == name))
     if row is None:

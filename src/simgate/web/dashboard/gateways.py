@@ -305,6 +305,122 @@ async def new_android(
     )
 
 
+@router.post("/admin/gateways/{name}/rotate-key", response_model=None)
+async def rotate_key(
+    request: Request, name: str, db: SessionDep, viewer: ActingAdminDep, runtime: RuntimeDep
+) -> Response:
+    """A phone's new key, shown once with its QR code; the old key is refused at once."""
+    try:
+        key = await phones.rotate_key(db, name=name, actor=viewer.actor)
+        await db.commit()
+    except NotFound:
+        return _not_found(request, name)
+    except SimgateError as exc:
+        await db.rollback()
+        context = {
+            "title": "Cannot rotate",
+            "message": exc.message,
+            "back": f"/admin/gateways/{name}",
+        }
+        return render(request, "error.html", context, status=409, section=SECTION)
+    runtime.authenticator.invalidate()
+    server = server_url(request)
+    uri = connect_uri(server, key)
+    return render(
+        request,
+        "gateways_new_android.html",
+        {
+            "form": {},
+            "errors": None,
+            "made": {"name": name, "key": key},
+            "server": server,
+            "uri": uri,
+            "qr": qr_svg(uri),
+            "rotated": True,
+        },
+        section=SECTION,
+    )
+
+
+@router.post("/admin/gateways/{name}/remove", response_model=None)
+async def remove(
+    request: Request, name: str, db: SessionDep, viewer: ActingAdminDep, runtime: RuntimeDep
+) -> Response:
+    try:
+        await gateway_service.remove(db, name=name, actor=viewer.actor)
+        await db.commit()
+    except NotFound:
+        return _not_found(request, name)
+    except SimgateError as exc:
+        await db.rollback()
+        context = {
+            "title": "Cannot remove",
+            "message": exc.message,
+            "back": f"/admin/gateways/{name}",
+        }
+        return render(request, "error.html", context, status=409, section=SECTION)
+    runtime.gateways.wake()
+    return see_other("/admin/gateways")
+
+
+def _enroll_page(
+    request: Request,
+    tokens: list[Any],
+    form: dict[str, str],
+    errors: FormErrors | None,
+    made: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "gateways_enroll.html",
+        {
+            "tokens": tokens,
+            "form": form,
+            "errors": errors,
+            "made": made,
+            "server": server_url(request),
+        },
+        status=status,
+        section=SECTION,
+    )
+
+
+@router.get("/admin/gateways/new/enroll", response_model=None)
+async def enroll_page(request: Request, db: SessionDep, viewer: AdminDep) -> Response:
+    tokens = await phones.list_enrollment_tokens(db)
+    return _enroll_page(request, tokens, {"label": "", "hours": "24"}, None)
+
+
+@router.post("/admin/gateways/new/enroll", response_model=None)
+async def enroll(request: Request, db: SessionDep, viewer: ActingAdminDep) -> Response:
+    """An enrollment token, shown once: a phone registers itself with it
+    (``POST /api/v1/gateway/register``), and it is used up."""
+    raw = await request.form()
+    form = {"label": form_text(raw, "label", limit=128), "hours": form_text(raw, "hours")}
+    errors = FormErrors()
+    try:
+        hours = float(form["hours"] or "24")
+    except ValueError:
+        errors.add("hours", "Enter a number of hours, e.g. 24.")
+        hours = 0.0
+    if not errors:
+        try:
+            token, expires = await phones.enrollment_token(
+                db, hours=hours, label=form["label"], actor=viewer.actor
+            )
+            await db.commit()
+        except SimgateError as exc:
+            await db.rollback()
+            errors.add("hours", exc.message[:1].upper() + exc.message[1:] + ".")
+        else:
+            tokens = await phones.list_enrollment_tokens(db)
+            made = {"token": token, "expires": expires}
+            return _enroll_page(request, tokens, form, None, made, status=201)
+    tokens = await phones.list_enrollment_tokens(db)
+    return _enroll_page(request, tokens, form, errors, status=422)
+
+
 # ---------------------------------------------------------------------------- test send
 async def _test_context(
     db: AsyncSession, runtime: Runtime, name: str, message_id: str
