@@ -260,6 +260,14 @@ def render(
     return response
 
 
+def error_page(
+    request: Request, title: str, message: str, *, status: int, back: str = "", section: str = ""
+) -> HTMLResponse:
+    """A page that says what went wrong and links back (404s, refused actions)."""
+    context = {"title": title, "message": message, "back": back}
+    return render(request, "error.html", context, status=status, section=section)
+
+
 def see_other(url: str) -> RedirectResponse:
     """After a successful POST: the browser GETs ``url`` (no resubmission on reload)."""
     return RedirectResponse(url, status_code=303)

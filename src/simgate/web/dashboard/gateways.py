@@ -26,6 +26,7 @@ from simgate.web.dashboard.core import (
     ActingAdminDep,
     AdminDep,
     FormErrors,
+    error_page,
     form_text,
     render,
     see_other,
@@ -59,17 +60,15 @@ def serial_ports() -> list[str]:
 
 
 def _not_found(request: Request, name: str) -> Response:
-    return render(
-        request,
-        "error.html",
-        {
-            "title": "No such gateway",
-            "message": f"There is no gateway {name!r}.",
-            "back": "/admin/gateways",
-        },
-        status=404,
-        section=SECTION,
+    message = f"There is no gateway {name!r}."
+    return error_page(
+        request, "No such gateway", message, status=404, back="/admin/gateways", section=SECTION
     )
+
+
+def _refused(request: Request, name: str, title: str, exc: SimgateError) -> Response:
+    back = f"/admin/gateways/{name}"
+    return error_page(request, title, exc.message, status=409, back=back, section=SECTION)
 
 
 async def _list(db: AsyncSession, runtime: Runtime) -> list[gateway_service.GatewayInfo]:
@@ -317,12 +316,7 @@ async def rotate_key(
         return _not_found(request, name)
     except SimgateError as exc:
         await db.rollback()
-        context = {
-            "title": "Cannot rotate",
-            "message": exc.message,
-            "back": f"/admin/gateways/{name}",
-        }
-        return render(request, "error.html", context, status=409, section=SECTION)
+        return _refused(request, name, "Cannot rotate", exc)
     runtime.authenticator.invalidate()
     server = server_url(request)
     uri = connect_uri(server, key)
@@ -353,12 +347,7 @@ async def remove(
         return _not_found(request, name)
     except SimgateError as exc:
         await db.rollback()
-        context = {
-            "title": "Cannot remove",
-            "message": exc.message,
-            "back": f"/admin/gateways/{name}",
-        }
-        return render(request, "error.html", context, status=409, section=SECTION)
+        return _refused(request, name, "Cannot remove", exc)
     runtime.gateways.wake()
     return see_other("/admin/gateways")
 

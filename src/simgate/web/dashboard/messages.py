@@ -15,7 +15,15 @@ from simgate.errors import Conflict, NotFound
 from simgate.services import outbound
 from simgate.services.apps import list_apps
 from simgate.store.models import Message
-from simgate.web.dashboard.core import ActingDep, FormErrors, Viewer, ViewerDep, render, see_other
+from simgate.web.dashboard.core import (
+    ActingDep,
+    FormErrors,
+    Viewer,
+    ViewerDep,
+    error_page,
+    render,
+    see_other,
+)
 from simgate.web.deps import SessionDep
 
 router = APIRouter(include_in_schema=False)
@@ -110,16 +118,9 @@ async def _one(db: AsyncSession, viewer: Viewer, id_: str) -> dict[str, Any]:
 
 
 def _missing(request: Request, id_: str) -> Response:
-    return render(
-        request,
-        "error.html",
-        {
-            "title": "No such message",
-            "message": f"There is no message {id_[:40]!r} you can see.",
-            "back": "/admin/messages",
-        },
-        status=404,
-        section=SECTION,
+    message = f"There is no message {id_[:40]!r} you can see."
+    return error_page(
+        request, "No such message", message, status=404, back="/admin/messages", section=SECTION
     )
 
 
