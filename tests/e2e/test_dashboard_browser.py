@@ -172,7 +172,7 @@ async def test_add_a_modem_and_watch_a_test_sms_turn_delivered(
     await page.get_by_label("At most this many SMS a minute").fill("0")
     await page.get_by_role("button", name="Add modem").click()
     await page.wait_for_url("**/admin/gateways/pi?added=1")
-    await page.locator("#gateway-state .status-online").wait_for(timeout=30_000)
+    await page.locator("#gateway-state dl .status-online").wait_for(timeout=30_000)
     await w.shot("gateway")
 
     await page.get_by_role("link", name="Send a test SMS").click()
@@ -228,7 +228,7 @@ async def test_register_an_android_phone_from_its_qr_code(
         )
         try:
             await page.goto(server.url + "/admin/gateways/shop-phone")
-            await page.locator("#gateway-state .status-online").wait_for(timeout=30_000)
+            await page.locator("#gateway-state dl .status-online").wait_for(timeout=30_000)
             assert XSS in await page.locator("#gateway-state").inner_text()  # shown as text
             await page.goto(server.url + "/admin/gateways")
             await page.get_by_text("Shop " + XSS).wait_for()
