@@ -8,12 +8,12 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Table, and_, delete, insert, or_, select, text, update
+from sqlalchemy import Table, and_, delete, false, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -691,17 +691,22 @@ async def list_messages(
     since: datetime | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    app_ids: Collection[int] | None = None,
+    gateway: str | None = None,
+    search: str | None = None,
+    until: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first. ``app_id`` limits outbound messages to that app's own."""
+    """Newest first. ``app_id`` limits outbound messages to that app's own, ``app_ids`` to
+    those apps' (the dashboard's users); ``search`` matches the shown body, any case."""
     conds = []
     visible = []
     if Direction.OUTBOUND in directions:
-        visible.append(
-            and_(
-                Message.direction == "outbound",
-                *([Message.app_id == app_id] if app_id is not None else []),
-            )
-        )
+        only = []
+        if app_id is not None:
+            only.append(Message.app_id == app_id)
+        if app_ids is not None:
+            only.append(Message.app_id.in_(list(app_ids)) if app_ids else false())
+        visible.append(and_(Message.direction == "outbound", *only))
     if Direction.INBOUND in directions:
         visible.append(Message.direction == "inbound")
     conds.append(or_(*visible))
@@ -711,6 +716,14 @@ async def list_messages(
         conds.append(or_(Message.to_number == phone_number, Message.from_number == phone_number))
     if since is not None:
         conds.append(Message.created_at >= since)
+    if until is not None:
+        conds.append(Message.created_at < until)
+    if gateway:
+        conds.append(or_(Message.gateway == gateway, Message.gateway_pinned == gateway))
+    if search:
+        # What the viewer sees: a one-time code's message matches on its redacted text only.
+        shown = func.lower(func.coalesce(Message.body_redacted, Message.body))
+        conds.append(shown.contains(search.lower(), autoescape=True))
     if cursor:
         conds.append(Message.id < cursor)
     rows = list(

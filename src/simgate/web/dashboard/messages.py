@@ -3,18 +3,22 @@ timeline and the error's hint, cancel). Users see their own apps' messages only.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from simgate.domain.ids import MESSAGE_ID_RE
 from simgate.domain.messages import Direction, MessageStatus
 from simgate.domain.phone import InvalidNumber, normalise
 from simgate.errors import Conflict, NotFound
 from simgate.services import outbound
 from simgate.services.apps import list_apps
-from simgate.store.models import Message
+from simgate.store.models import Gateway, Message
 from simgate.web.dashboard.core import (
     ActingDep,
     FormErrors,
@@ -37,16 +41,24 @@ async def _app_ids(db: AsyncSession, viewer: Viewer) -> list[int] | None:
     return [a.id for a in await list_apps(db, owner=viewer.owner)]
 
 
+def _day(value: str) -> datetime | None:
+    """``YYYY-MM-DD`` as midnight UTC (what a date input sends), or None when it is not one."""
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+FILTERS = ("direction", "status", "phone", "app", "gateway", "q", "since", "until")
+
+
 async def _listing(
     request: Request, db: AsyncSession, viewer: Viewer
 ) -> tuple[dict[str, Any], int]:
     q = request.query_params
-    filters = {
-        "direction": q.get("direction", "outbound"),
-        "status": q.get("status", ""),
-        "phone": q.get("phone", "").strip(),
-        "cursor": q.get("cursor", ""),
-    }
+    filters = {name: q.get(name, "").strip()[:200] for name in FILTERS}
+    filters["direction"] = filters["direction"] or "outbound"
+    filters["cursor"] = q.get("cursor", "")[:40]
     errors = FormErrors()
     if filters["direction"] not in ("outbound", "inbound"):
         errors.add("direction", "Pick outbound or inbound.")
@@ -58,37 +70,59 @@ async def _listing(
             phone = normalise(filters["phone"]).e164
         except InvalidNumber as exc:
             errors.add("phone", f"This number {exc}.")
+    apps = await list_apps(db, owner=viewer.owner)
+    app_ids: list[int] | None = None if viewer.is_admin else [a.id for a in apps]
+    if filters["app"]:
+        chosen = [a.id for a in apps if a.name == filters["app"]]
+        if not chosen:
+            errors.add("app", "Pick one of the apps listed.")
+        elif filters["direction"] == "inbound":
+            errors.add("app", "Received SMS belong to no app; clear this filter.")
+        app_ids = chosen
+    since = until = None
+    if filters["since"]:
+        since = _day(filters["since"])
+        if since is None:
+            errors.add("since", "Give a date as YYYY-MM-DD.")
+    if filters["until"]:
+        day = _day(filters["until"])
+        if day is None:
+            errors.add("until", "Give a date as YYYY-MM-DD.")
+        else:
+            until = day + timedelta(days=1)  # the whole of that day
+            if since is not None and until <= since:
+                errors.add("until", "Must not be before the 'from' date.")
     messages: list[dict[str, Any]] = []
     more = None
     if not errors:
-        app_ids = await _app_ids(db, viewer)
         direction = Direction(filters["direction"])
-        if direction is Direction.INBOUND and app_ids is not None:
+        if direction is Direction.INBOUND and not viewer.is_admin:
             errors.add(None, "Received SMS are shown to admins (they belong to every app).")
-        elif app_ids is not None and not app_ids:
-            messages = []
         else:
-            # A user with several apps sees each app's messages, newest first.
-            targets: list[int | None] = [None] if app_ids is None else list(app_ids)
-            for app_id in targets:
-                found, next_cursor = await outbound.list_messages(
-                    db,
-                    app_id=app_id,
-                    directions={direction},
-                    status=filters["status"] or None,
-                    phone_number=phone,
-                    cursor=filters["cursor"] or None,
-                )
-                messages.extend(found)
-                more = more or next_cursor
-            messages.sort(key=lambda m: m["id"], reverse=True)
-            messages = messages[:50]
+            messages, more = await outbound.list_messages(
+                db,
+                app_id=None,
+                app_ids=app_ids,
+                directions={direction},
+                status=filters["status"] or None,
+                phone_number=phone,
+                gateway=filters["gateway"] or None,
+                search=filters["q"] or None,
+                since=since,
+                until=until,
+                cursor=filters["cursor"] or None,
+            )
     context = {
         "messages": messages,
         "filters": filters,
         "errors": errors,
         "statuses": STATUSES,
+        "apps": [a.name for a in apps],
+        "gateways": list(await db.scalars(select(Gateway.name).order_by(Gateway.name))),
         "more": more,
+        "older": urlencode({**{k: filters[k] for k in FILTERS if filters[k]}, "cursor": more})
+        if more
+        else "",
     }
     return context, 422 if errors.fields else 200
 
@@ -97,6 +131,9 @@ async def _listing(
 async def message_list(request: Request, db: SessionDep, viewer: ViewerDep) -> Response:
     context, status = await _listing(request, db, viewer)
     context["query"] = request.url.query
+    q = request.query_params
+    context["queued"] = q.get("queued", "")[:6] if q.get("queued", "").isdigit() else ""
+    context["skipped"] = q.get("skipped", "")[:6] if q.get("skipped", "").isdigit() else ""
     return render(request, "messages.html", context, status=status, section=SECTION)
 
 
@@ -130,13 +167,16 @@ async def message_detail(request: Request, id_: str, db: SessionDep, viewer: Vie
         message = await _one(db, viewer, id_)
     except NotFound:
         return _missing(request, id_)
-    notice = request.query_params.get("canceled") == "1"
-    return render(
-        request,
-        "message_detail.html",
-        {"m": message, "canceled": notice, "error": ""},
-        section=SECTION,
-    )
+    q = request.query_params
+    resent = q.get("resent", "")
+    context = {
+        "m": message,
+        "canceled": q.get("canceled") == "1",
+        "queued": q.get("queued") == "1",
+        "resent": resent if MESSAGE_ID_RE.match(resent) else "",
+        "error": "",
+    }
+    return render(request, "message_detail.html", context, section=SECTION)
 
 
 @router.get("/admin/messages/{id_}/live", response_model=None)
