@@ -279,6 +279,55 @@ async def test_create_a_key_use_it_and_revoke_it(
     w.clean()
 
 
+async def test_compose_counts_segments_while_typing_and_names_bad_csv_rows(
+    browser: Any,
+    data_dir: Path,
+    env: dict[str, str],
+    simulator: tuple[Path, Path],
+    server: Server,
+    tmp_path: Path,
+) -> None:
+    link, _ctl = simulator
+    ok("modem", "add", "pi", "--port", str(link), "--rate-per-minute", "0", env=env)
+    w = await log_in(browser, server)
+    page = w.page
+    await page.get_by_role("link", name="Send", exact=True).click()
+    await page.wait_for_url("**/admin/compose")
+    await page.get_by_label("Send for the app").select_option("webshop")
+    text = page.get_by_label("Text")
+    counter = page.locator("#segment-count")
+    await text.fill("x" * 161)
+    await page.locator("#segment-count", has_text="2 SMS parts").wait_for()  # while typing
+    await text.fill("Grüße aus Köln — Привет " + XSS)
+    await page.locator("#segment-count", has_text="UCS2").wait_for()
+    assert "2 SMS parts (39 left" in await counter.inner_text()
+    csv = tmp_path / "customers.csv"
+    csv.write_text("name,phone\nAnna,+4915112345678\nBen,0000\nCem,+4915112345679\n")
+    await page.get_by_label("…or a CSV file").set_input_files(str(csv))
+    await page.get_by_role("button", name="Send", exact=True).click()
+    bad = page.locator("#bad-recipients")
+    await bad.wait_for()
+    assert "row 3" in await bad.inner_text()
+    assert db_value(data_dir, "SELECT count(*) FROM messages") == 0  # nothing sent yet
+    await w.shot("compose-bad-rows")
+    await page.get_by_label(re.compile("Skip them")).check()
+    await page.get_by_role("button", name="Send", exact=True).click()
+    await page.wait_for_url("**/admin/messages?queued=2&skipped=1")
+    rows = page.locator("#message-rows tr", has_text="Привет")
+    await page.locator("#message-rows tr .status-delivered").nth(1).wait_for(timeout=60_000)
+    assert await rows.count() == 2
+    assert XSS in await rows.first.inner_text()
+    assert await page.evaluate("window.__xss") is None
+    await w.shot("messages-sent")
+    await rows.first.get_by_role("link").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name="Resend").click()
+    await page.get_by_text("Queued again as a new message").wait_for()
+    await page.locator("#message-state .status-delivered").first.wait_for(timeout=60_000)
+    assert db_value(data_dir, "SELECT count(*) FROM messages") == 3
+    w.clean()
+
+
 def _first(pattern: str, text: str) -> str:
     found = re.search(pattern, text)
     assert found, text
