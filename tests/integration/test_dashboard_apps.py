@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -19,7 +19,7 @@ from simgate.services import accounts, inbound
 from simgate.services import apps as app_service
 from simgate.services.outbound import Sender
 from simgate.store.engine import make_sessionmaker
-from simgate.store.models import Message, OtpVerification
+from simgate.store.models import Message, OtpVerification, WebhookEndpoint
 from tests.conftest import app_client
 from tests.integration.dashboard import PASSWORD, csrf, login, post_form
 from tests.integration.receiver import Receiver
@@ -334,3 +334,86 @@ async def test_bad_webhook_urls_are_422_and_others_apps_hidden(
     assert ref
     assert (await client.get(f"/admin/webhooks/{ref.group(1)}")).status_code == 404
     assert (await client.get("/admin/webhooks/nonsense")).status_code == 404
+
+
+async def _endpoint_row(client: httpx.AsyncClient, ref: str) -> WebhookEndpoint:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    async with runtime.sessionmaker() as s:
+        row = await s.get(WebhookEndpoint, int(ref.removeprefix("wh_")))
+        assert row is not None
+        return row
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_webhook_is_edited_with_the_checks_of_creating(
+    lan_client: httpx.AsyncClient,
+) -> None:
+    client = lan_client
+    await login(client, "ulla")
+    ref, _ = await _hook(client, "http://127.0.0.1:9/a", "first")
+    page = await client.get(f"/admin/webhooks/{ref}")
+    assert 'action="/admin/webhooks/' + ref + '/edit"' in page.text
+    changed = await post_form(
+        client,
+        f"/admin/webhooks/{ref}/edit",
+        {
+            "url": "http://127.0.0.1:9/b",
+            "events": ["message.delivered", "message.failed"],
+            "description": "<b>second</b>",
+        },
+    )
+    assert changed.status_code == 303, changed.text
+    shown = await client.get(changed.headers["location"])
+    assert "The endpoint was changed." in shown.text
+    assert "&lt;b&gt;second&lt;/b&gt;" in shown.text
+    row = await _endpoint_row(client, ref)
+    assert (row.url, sorted(row.events), row.description) == (
+        "http://127.0.0.1:9/b",
+        ["message.delivered", "message.failed"],
+        "<b>second</b>",
+    )
+    for form, field in (
+        ({"url": "ftp://example.com/x", "events": ["*"]}, "url"),
+        ({"url": "", "events": ["*"]}, "url"),
+        ({"url": "http://127.0.0.1:9/c", "events": []}, "events"),
+        ({"url": "http://127.0.0.1:9/c", "events": ["message.nope"]}, "events"),
+    ):
+        refused = await post_form(client, f"/admin/webhooks/{ref}/edit", form)
+        assert refused.status_code == 422, form
+        assert f'id="e-{field}"' in refused.text, (form, refused.text)
+        assert "<details open>" in refused.text
+        assert (await _endpoint_row(client, ref)).url == "http://127.0.0.1:9/b"  # unchanged
+    stale = await post_form(
+        client, f"/admin/webhooks/{ref}/edit", {"url": "http://127.0.0.1:9/z"}, token="0" * 64
+    )
+    assert stale.status_code == 403
+    assert (await _endpoint_row(client, ref)).url == "http://127.0.0.1:9/b"
+    missing = await post_form(client, "/admin/webhooks/wh_999999/edit", {"url": "x"})
+    assert missing.status_code == 404
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_webhook_secret_rotates_with_the_overlap_asked_for(
+    lan_client: httpx.AsyncClient,
+) -> None:
+    client = lan_client
+    await login(client, "ulla")
+    ref, secret = await _hook(client, "http://127.0.0.1:9/a")
+    for value in ("abc", "-1", "169", "1.5"):
+        refused = await post_form(client, f"/admin/webhooks/{ref}/rotate", {"overlap_hours": value})
+        assert refused.status_code == 422, value
+        assert 'id="e-overlap_hours"' in refused.text
+        assert _SECRET.search(refused.text) is None
+        assert (await _endpoint_row(client, ref)).previous_secret is None
+    hours = await post_form(client, f"/admin/webhooks/{ref}/rotate", {"overlap_hours": "2"})
+    assert hours.status_code == 200
+    assert "keeps signing for 2 hours" in hours.text
+    row = await _endpoint_row(client, ref)
+    assert row.previous_secret == secret
+    assert row.previous_expires_at is not None
+    left = row.previous_expires_at.replace(tzinfo=UTC) - datetime.now(UTC)
+    assert timedelta(hours=1, minutes=59) < left <= timedelta(hours=2)
+    now = await post_form(client, f"/admin/webhooks/{ref}/rotate", {"overlap_hours": "0"})
+    assert now.status_code == 200
+    assert "The previous secret no longer signs." in now.text
+    assert (await _endpoint_row(client, ref)).previous_secret is None

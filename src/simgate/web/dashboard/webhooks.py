@@ -117,6 +117,14 @@ async def _detail_context(db: SessionDep, viewer: Viewer, ref: str) -> dict[str,
         "deliveries": page["data"],
         "notice": "",
         "errors": FormErrors(),
+        "form": {
+            "url": endpoint["url"],
+            "events": endpoint["events"],
+            "description": endpoint.get("description") or "",
+            "overlap_hours": str(service.DEFAULT_OVERLAP // 3600),
+        },
+        "event_names": EVENTS,
+        "max_overlap_hours": service.MAX_OVERLAP // 3600,
     }
 
 
@@ -132,16 +140,65 @@ async def detail(request: Request, ref: str, db: SessionDep, viewer: ViewerDep) 
 
 @router.post("/admin/webhooks/{ref}/rotate", response_model=None)
 async def rotate(request: Request, ref: str, db: SessionDep, viewer: ActingDep) -> Response:
-    """A new signing secret, shown on this answer only (the old one signs for a day too)."""
+    """A new signing secret, shown on this answer only; the old one keeps signing for the
+    overlap asked for (a day unless told), so receivers can switch over."""
     try:
         ctx = await _detail_context(db, viewer, ref)
     except NotFound:
         return _not_found(request, f"webhook endpoint {ref!r}")
-    out = await service.rotate_secret(db, ctx["app"].id, ref, None)
+    form = await request.form()
+    raw = form_text(form, "overlap_hours", limit=16)
+    max_hours = service.MAX_OVERLAP // 3600
+    hours = int(raw) if raw.isdigit() else (service.DEFAULT_OVERLAP // 3600 if not raw else -1)
+    if not 0 <= hours <= max_hours:
+        ctx["errors"].add(
+            "overlap_hours",
+            f"Give a whole number of hours from 0 to {max_hours}: how long the old secret "
+            "keeps signing too.",
+        )
+        ctx["form"]["overlap_hours"] = raw
+        return render(request, "webhooks_detail.html", ctx, status=422, section="webhooks")
+    out = await service.rotate_secret(db, ctx["app"].id, ref, hours * 3600)
     await db.commit()
     ctx = await _detail_context(db, viewer, ref)
-    ctx.update(secret=out["secret"], rotated=True)
+    ctx.update(secret=out["secret"], rotated=True, overlap_hours=hours)
     return render(request, "webhooks_detail.html", ctx, section="webhooks")
+
+
+@router.post("/admin/webhooks/{ref}/edit", response_model=None)
+async def edit(
+    request: Request, ref: str, db: SessionDep, viewer: ActingDep, runtime: RuntimeDep
+) -> Response:
+    """Change the URL, the events or the description; the checks are those of creating."""
+    try:
+        ctx = await _detail_context(db, viewer, ref)
+    except NotFound:
+        return _not_found(request, f"webhook endpoint {ref!r}")
+    form = await request.form()
+    values: dict[str, Any] = {
+        "url": form_text(form, "url", limit=2048),
+        "description": form_text(form, "description", limit=2048),
+        "events": [str(v) for v in form.getlist("events")],
+    }
+    try:
+        await service.update_endpoint(
+            db,
+            app_id=ctx["app"].id,
+            scopes=_scopes(viewer),
+            ref=ref,
+            changes=values,
+            settings=runtime.settings,
+            resolver=runtime.webhooks.resolver,
+        )
+    except SimgateError as exc:
+        await db.rollback()
+        ctx = await _detail_context(db, viewer, ref)
+        ctx["errors"].from_error(exc, known=("url", "events", "description"))
+        ctx["form"].update(values)
+        ctx["editing"] = True
+        return render(request, "webhooks_detail.html", ctx, status=422, section="webhooks")
+    await db.commit()
+    return see_other(f"/admin/webhooks/{ref}?done=edited")
 
 
 async def _switch(
