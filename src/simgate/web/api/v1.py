@@ -87,6 +87,7 @@ async def my_requests(
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> RequestLogPage:
+    await session.commit()  # hand back the connection (SQLite has one) for the flush
     await runtime.request_log.flush()
     rows = await request_log.recent(session, app_id=principal.app_id, limit=limit)
     return RequestLogPage(

@@ -208,13 +208,16 @@ async def change_password(request: Request, db: SessionDep, viewer: ActingDep) -
 
 # ---------------------------------------------------------------------------- logs
 async def _logs(request: Request, db: SessionDep, runtime: RuntimeDep) -> dict[str, Any]:
+    # The viewer was read in this session, which holds SQLite's only connection: end that
+    # read so the request log's writer can take the connection, or it waits for it in vain.
+    await db.commit()
+    await runtime.request_log.flush()
     q = request.query_params
     apps = await list_apps(db)
     by_id = {a.id: a.name for a in apps}
     app = q.get("app", "")[:64]
     status = q.get("status", "")
     path = q.get("path", "")[:200]
-    await runtime.request_log.flush()
     app_ids = [a.id for a in apps if a.name == app] if app else None
     requests = await request_log.search(
         db,
