@@ -45,6 +45,10 @@ async def test_a_phone_added_here_reports_with_its_key(
     assert page.status_code == 200
     assert "Signal history" in page.text
     assert "81 %" in page.text
+    chart = page.text.split('<svg class="chart signal-chart"')[1].split("</svg>")[0]
+    assert "battery 81%" in chart  # the heartbeat's sample is drawn
+    assert "signal 3" in chart
+    assert 'class="st st-online"' in chart
     assert key not in page.text
     listed = await client.get("/admin/gateways/live")
     assert "/admin/gateways/till" in listed.text

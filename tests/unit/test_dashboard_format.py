@@ -63,3 +63,62 @@ def test_form_errors_place_messages() -> None:
     assert other.general == ["Bad"]
     assert not other.fields
     assert not FormErrors()
+
+
+def test_the_signal_chart_draws_steps_battery_and_status() -> None:
+    from types import SimpleNamespace as S
+
+    from simgate.web.dashboard.charts import signal_chart
+
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    empty = str(signal_chart([], now=now))
+    assert "No samples in this period" in empty
+    assert empty.startswith("<svg")
+    assert empty.endswith("</svg>")
+    samples = [
+        S(at=now - timedelta(hours=30), signal=2, battery=None, status="online"),  # carries in
+        S(at=now - timedelta(hours=6), signal=9, battery=140, status="<b>odd</b>"),
+        S(
+            at=(now - timedelta(hours=1)).replace(tzinfo=None),
+            signal=None,
+            battery=50,
+            status="error",
+        ),
+    ]
+    svg = str(signal_chart(list(reversed(samples)), now=now, title="pi <x>"))
+    assert 'aria-label="pi &lt;x&gt;"' in svg
+    assert "<b>" not in svg
+    assert "&lt;b&gt;odd&lt;/b&gt;" in svg
+    assert 'class="st st-online" x="34.0"' in svg  # the sample before the window starts it
+    assert svg.count('class="line-signal-dot"') == 2  # no dot where the signal is unknown
+    assert svg.count('class="line-battery-dot"') == 2
+    assert "signal 9" in svg
+    assert "battery 140%" in svg
+    top = 8  # values above the scale are drawn at its top, not outside the chart
+    assert f'cy="{top:.1f}"' in svg
+    assert 'class="line-battery"' in svg
+
+
+def test_the_signal_chart_joins_runs_and_thins_dots() -> None:
+    from types import SimpleNamespace as S
+
+    from simgate.web.dashboard.charts import signal_chart
+
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    day = [
+        S(
+            at=now - timedelta(minutes=5 * i),
+            signal=(i % 5) + 1,
+            battery=None,
+            status="error" if 100 <= i < 120 else "online",
+        )
+        for i in range(1, 280)
+    ]
+    svg = str(signal_chart(day, now=now))
+    # three runs of status (online, error, online), not one bar per sample
+    assert svg.count('class="st st-online"') == 2
+    assert svg.count('class="st st-error"') == 1
+    assert "-dot" not in svg  # too many samples for a dot each
+    path = svg.split('<path class="line-signal" d="')[1].split('"')[0]
+    assert path.count("M") == 1  # one connected step line
+    assert path.count("V") == len(day) - 1

@@ -7,7 +7,9 @@ each bar carries a <title> so screen readers and hover show its figure.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from html import escape
+from typing import Any
 
 from markupsafe import Markup
 
@@ -20,6 +22,10 @@ SERIES = (
     ("received", "Received"),
 )
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 200, 34, 22, 8
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _nice(top: int) -> int:
@@ -79,3 +85,91 @@ def legend() -> Markup:
         for key, name in SERIES
     )
     return Markup(f'<ul class="legend">{items}</ul>')  # noqa: S704 - constant text
+
+
+def _x(at: datetime, start: datetime, span: float, left: float, width: float) -> float:
+    return left + width * max(0.0, min(1.0, (at - start).total_seconds() / span))
+
+
+def signal_chart(
+    samples: Sequence[Any], *, now: datetime, hours: int = 24, title: str = "Signal history"
+) -> Markup:
+    """Signal (0-5 bars) as a step line, battery (%) as a dashed line, and the status as a
+    coloured strip under them, over the last ``hours``. ``samples`` have ``at``, ``signal``,
+    ``battery`` and ``status``, in any order; the last one before the window carries in."""
+    start = now - timedelta(hours=hours)
+    ordered = sorted(samples, key=lambda s: _aware(s.at))
+    before = [s for s in ordered if _aware(s.at) < start]
+    inside = [s for s in ordered if _aware(s.at) >= start]
+    points = ([before[-1]] if before else []) + inside
+    span = (now - start).total_seconds()
+    right = 34
+    plot_w, plot_h = WIDTH - LEFT - right, HEIGHT - BOTTOM - TOP - 14
+    strip_y = TOP + plot_h + 4
+    out = [
+        f'<svg class="chart signal-chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{escape(title)}"><title>{escape(title)}</title>'
+    ]
+    for level in range(6):
+        y = TOP + plot_h - plot_h * level / 5
+        out.append(
+            f'<line class="grid-line" x1="{LEFT}" x2="{WIDTH - right}" y1="{y:.1f}" '
+            f'y2="{y:.1f}"/><text class="axis" x="{LEFT - 4}" y="{y + 3:.1f}" '
+            f'text-anchor="end">{level}</text><text class="axis" x="{WIDTH - right + 4}" '
+            f'y="{y + 3:.1f}">{level * 20}%</text>'
+        )
+    for i in range(0, hours + 1, max(1, hours // 6)):
+        at = start + timedelta(hours=i)
+        x = _x(at, start, span, LEFT, plot_w)
+        out.append(
+            f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 4}" text-anchor="middle">'
+            f"{at:%H:%M}</text>"
+        )
+
+    def ends(i: int) -> tuple[float, float]:
+        x0 = _x(_aware(points[i].at), start, span, LEFT, plot_w)
+        nxt = _aware(points[i + 1].at) if i + 1 < len(points) else now
+        return x0, _x(nxt, start, span, LEFT, plot_w)
+
+    i = 0
+    while i < len(points):  # the status strip: one bar per run of the same status
+        j = i
+        while j + 1 < len(points) and points[j + 1].status == points[i].status:
+            j += 1
+        x0, x1 = ends(i)[0], ends(j)[1]
+        raw = str(points[i].status)
+        status = "".join(c if c.isalnum() else "-" for c in raw)[:16]
+        out.append(
+            f'<rect class="st st-{status}" x="{x0:.1f}" y="{strip_y:.1f}" '
+            f'width="{max(x1 - x0, 0.5):.1f}" height="8"><title>'
+            f"{escape(raw)} from {_aware(points[i].at):%Y-%m-%d %H:%M} UTC</title></rect>"
+        )
+        i = j + 1
+    dots = len(points) <= 48  # a dot per sample while they are few enough to tell apart
+    for attr, scale, cls in (("signal", 5, "line-signal"), ("battery", 100, "line-battery")):
+        path: list[str] = []
+        joined = False  # the previous sample had a value: rise or fall to this one
+        for i, p in enumerate(points):
+            value = getattr(p, attr)
+            if value is None:
+                joined = False
+                continue
+            x0, x1 = ends(i)
+            y = TOP + plot_h - plot_h * max(0, min(value, scale)) / scale
+            path.append(f"{'V' if joined else f'M{x0:.1f},'}{y:.1f}H{x1:.1f}")
+            joined = True
+            if dots:
+                unit = "%" if scale == 100 else ""
+                out.append(
+                    f'<circle class="{cls}-dot" cx="{x0:.1f}" cy="{y:.1f}" r="2"><title>'
+                    f"{_aware(p.at):%H:%M} UTC: {attr} {value}{unit}</title></circle>"
+                )
+        if path:
+            out.append(f'<path class="{cls}" d="{"".join(path)}"/>')
+    if not points:
+        out.append(
+            f'<text class="axis" x="{WIDTH / 2:.0f}" y="{TOP + plot_h / 2:.0f}" '
+            'text-anchor="middle">No samples in this period</text>'
+        )
+    out.append("</svg>")
+    return Markup("".join(out))  # noqa: S704 - numbers and escaped text only

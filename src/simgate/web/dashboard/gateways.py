@@ -22,6 +22,8 @@ from simgate.services import gateways as gateway_service
 from simgate.services import nodes, phones, samples
 from simgate.services.outbound import Sender, SendRequest, get_message
 from simgate.store.models import Message
+from simgate.store.types import utcnow
+from simgate.web.dashboard.charts import signal_chart
 from simgate.web.dashboard.core import (
     ActingAdminDep,
     AdminDep,
@@ -175,8 +177,10 @@ async def _detail(db: AsyncSession, runtime: Runtime, name: str) -> dict[str, An
             .limit(10)
         )
     )
-    history = await samples.recent(db, name)
-    return {"g": info, "failures": failures, "samples": history}
+    # At most one sample per five minutes (more on status changes): a day fits in 400.
+    history = await samples.recent(db, name, limit=400)
+    chart = signal_chart(history, now=utcnow(), title=f"Signal, battery and status of {name}")
+    return {"g": info, "failures": failures, "samples": history[:10], "signal_chart": chart}
 
 
 @router.get("/admin/gateways/{name}", response_model=None)
