@@ -38,7 +38,7 @@ from simgate.services.outbound import NOTIFY_CHANNEL
 from simgate.store.engine import describe_db_error, make_engine
 from simgate.store.migrate import current_revision, head_revision
 from simgate.web import dashboard
-from simgate.web.api import compat, gateway_api, messages, system, v1
+from simgate.web.api import compat, gateway_api, lean, messages, system, v1
 from simgate.web.api import inbox as inbox_api
 from simgate.web.api import otp as otp_api
 from simgate.web.api import webhooks as webhooks_api
@@ -238,6 +238,9 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _install_docs(app)
     _declare_security(app)
+    # Matched first: the hot sends skip FastAPI's per-request work (see web/api/lean.py);
+    # the FastAPI route behind them still documents the call.
+    app.router.routes[0:0] = lean.routes()
     return app
 
 
