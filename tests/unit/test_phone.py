@@ -249,3 +249,19 @@ def test_separators_and_padding_are_tolerated(e164: str, sep: str, pad: str) -> 
     spelled = "+" + sep.join(digits[i : i + 3] for i in range(0, len(digits), 3))
     expected = normalise(e164)
     assert normalise(pad + spelled + pad) == expected
+
+
+def test_answers_are_cached_wrong_ones_too_and_still_raise() -> None:
+    from simgate.domain import phone
+
+    phone._check.cache_clear()
+    first = normalise("+49 151 12345678")
+    assert normalise(" +49 151 12345678 ") is first  # the same text once stripped
+    assert normalise("015112345678", "DE") == first
+    for _ in range(2):
+        with pytest.raises(InvalidNumber, match="is too short") as excinfo:
+            normalise("+49 1")
+        assert excinfo.value.__cause__ is None
+    info = phone._check.cache_info()
+    assert info.hits == 2
+    assert info.maxsize == phone.CACHE_SIZE
