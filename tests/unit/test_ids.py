@@ -137,3 +137,15 @@ def test_random_part_uses_all_80_bits() -> None:
     # 16 characters of 5 bits; the first random character takes any value over many ids.
     firsts = {new_id("msg", now_ms=0)[14] for _ in range(2000)}
     assert firsts == set(CROCKFORD)
+
+
+@given(st.integers(min_value=0, max_value=(1 << 140)), st.integers(min_value=1, max_value=27))
+def test_encoding_two_characters_a_step_matches_one_at_a_time(value: int, length: int) -> None:
+    from simgate.domain.ids import _ALPHABET, _encode
+
+    digits = []
+    rest = value
+    for _ in range(length):
+        rest, rem = divmod(rest, 32)
+        digits.append(_ALPHABET[rem])
+    assert _encode(value, length) == "".join(reversed(digits))

@@ -12,11 +12,19 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 MESSAGE_ID_RE = re.compile(r"\Amsg_[0-9A-HJKMNP-TV-Z]{26}\Z")
 
 
+# Two characters (10 bits) per step: an id is made for every message accepted.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+
+
 def _encode(value: int, length: int) -> str:
+    """The low ``5 * length`` bits of ``value`` as ``length`` characters, most significant
+    first."""
     out = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        out.append(_ALPHABET[rem])
+    for _ in range(length >> 1):
+        out.append(_PAIRS[value & 1023])
+        value >>= 10
+    if length & 1:
+        out.append(_ALPHABET[value & 31])
     return "".join(reversed(out))
 
 
