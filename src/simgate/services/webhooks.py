@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import bindparam, delete, exists, func, or_, select, true, update
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, true, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -508,7 +508,8 @@ async def _delivery(session: AsyncSession, app_id: int, ref: str, did: str) -> W
 # -- fan-out -----------------------------------------------------------------------------
 
 
-def _wants(ep: WebhookEndpoint, event: Event) -> bool:
+def _wants(ep: WebhookEndpoint, event: Any) -> bool:
+    """``event``: anything with the event's ``type`` and ``app_id``."""
     if not ep.is_active or ep.is_callback:
         return False
     if event.app_id is not None and ep.app_id != event.app_id:
@@ -522,11 +523,20 @@ async def fan_out(session: AsyncSession, *, lock: bool, limit: int = FAN_OUT_BAT
     ``lock`` (database servers): lock the events, waiting for another node's
     fan-out of them rather than skipping them. Skipping would let this node fan out a later
     event of the same ``order_key`` (``message.delivered``) while the earlier one
-    (``message.sent``) has no committed delivery yet, and deliver it first."""
-    stmt = select(Event).where(Event.dispatched.is_(False)).order_by(Event.id).limit(limit)
+    (``message.sent``) has no committed delivery yet, and deliver it first.
+
+    Every SMS sent or delivered is an event, so this runs for each of them: it reads only the
+    columns it routes by (not the payload), and writes the deliveries and the dispatched
+    flags with one statement each."""
+    stmt = (
+        select(Event.id, Event.type, Event.app_id, Event.order_key, Event.callback_url)
+        .where(Event.dispatched.is_(False))
+        .order_by(Event.id)
+        .limit(limit)
+    )
     if lock:
         stmt = stmt.with_for_update()
-    events = list(await session.scalars(stmt))
+    events = (await session.execute(stmt)).all()
     if not events:
         return 0
     endpoints = list(
@@ -538,6 +548,7 @@ async def fan_out(session: AsyncSession, *, lock: bool, limit: int = FAN_OUT_BAT
     )
     callbacks: dict[int, WebhookEndpoint] = {}
     now = utcnow()
+    deliveries: list[dict[str, Any]] = []
     for event in events:
         targets: list[tuple[WebhookEndpoint, str]] = [
             (ep, ep.url) for ep in endpoints if _wants(ep, event)
@@ -547,24 +558,30 @@ async def fan_out(session: AsyncSession, *, lock: bool, limit: int = FAN_OUT_BAT
             if cb is None:
                 cb = callbacks[event.app_id] = await _callback_endpoint(session, event.app_id)
             targets.append((cb, event.callback_url))
-        for ep, url in targets:
-            session.add(
-                WebhookDelivery(
-                    event_id=event.id,
-                    endpoint_id=ep.id,
-                    app_id=ep.app_id,
-                    url=url,
-                    order_key=event.order_key,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    last_error="",
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        event.dispatched = True
-    await session.flush()
+        deliveries += [
+            {
+                "event_id": event.id,
+                "endpoint_id": ep.id,
+                "app_id": ep.app_id,
+                "url": url,
+                "order_key": event.order_key,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "last_error": "",
+                "created_at": now,
+                "updated_at": now,
+            }
+            for ep, url in targets
+        ]
+    if deliveries:
+        await session.execute(insert(WebhookDelivery), deliveries)
+    await session.execute(
+        update(Event)
+        .where(Event.id.in_([event.id for event in events]))
+        .values(dispatched=True)
+        .execution_options(synchronize_session=False)
+    )
     return len(events)
 
 
