@@ -326,6 +326,7 @@ class Dispatcher:
         taken: dict[str, int],
     ) -> None:
         async with self._sessionmaker.begin() as session:
+            history = events.Rows()
             rows: list[Message] = []
             # One query per (priority, status), each an ordered range scan of
             # ix_messages_claim that stops at the limit: a single query ordered by
@@ -352,7 +353,14 @@ class Dispatcher:
                     rows += (await session.scalars(stmt)).all()
             for m in rows:
                 if m.expires_at is not None and m.expires_at <= now:
-                    move(session, m, S.EXPIRED, {"reason": "ttl passed before sending"}, now=now)
+                    move(
+                        session,
+                        m,
+                        S.EXPIRED,
+                        {"reason": "ttl passed before sending"},
+                        now=now,
+                        rows=history,
+                    )
                     continue
                 if m.gateway_pinned is not None:  # its own gateway, looked up, not searched for
                     view = views.get(m.gateway_pinned)
@@ -387,6 +395,7 @@ class Dispatcher:
                     S.SENDING,
                     {"gateway": name, "attempt": m.attempts, "node": self.node},
                     now=now,
+                    rows=history,
                 )
                 m.gateway = name
                 m.lease_owner = self.node
@@ -406,6 +415,7 @@ class Dispatcher:
                 limit = max(self.ack_timeout, self.gateways[name].time_limit(item.sms()) or 0.0)
                 m.lease_expires_at = now + timedelta(seconds=limit + LEASE_MARGIN)
                 claimed.append(item)
+            await history.write(session)
 
     async def _send(self, item: Claimed) -> None:
         gateway = self.gateways.get(item.gateway)
@@ -509,6 +519,7 @@ class Dispatcher:
         wake = False
         counts: dict[tuple[str, bool], int] = {}
         async with self._sessionmaker.begin() as session:
+            history = events.Rows()
             ids = {e.item.id for e in batch if isinstance(e, _Outcome)}
             ids |= {e.message_id for e in batch if isinstance(e, _Report | _Sent) and e.message_id}
             stmt = select(Message).where(Message.id.in_(sorted(ids)))
@@ -518,21 +529,22 @@ class Dispatcher:
             for entry in batch:
                 if isinstance(entry, _Outcome):
                     m = rows.get(entry.item.id)
-                    status = self._apply_outcome(session, m, entry, now) if m else None
+                    status = self._apply_outcome(session, m, entry, now, history) if m else None
                     if status is not None:
                         key = (entry.item.gateway, entry.outcome.ok)
                         counts[key] = counts.get(key, 0) + 1
                         wake = wake or status == S.QUEUED.value
                 elif isinstance(entry, _Sent):
                     m = rows.get(entry.message_id)
-                    status = self._apply_sent(session, m, entry, now) if m else None
+                    status = self._apply_sent(session, m, entry, now, history) if m else None
                     if status is not None:
                         key = (entry.gateway, True)
                         counts[key] = counts.get(key, 0) + 1
                 else:
                     m = rows.get(entry.message_id or "") or await self._by_ref(session, entry)
                     if m is not None:
-                        self._apply_report(session, m, entry, now)
+                        self._apply_report(session, m, entry, now, history)
+            await history.write(session)
             for (gateway, ok), n in counts.items():
                 counter = GatewayRow.sent_count if ok else GatewayRow.failed_count
                 await session.execute(
@@ -543,7 +555,12 @@ class Dispatcher:
         return wake
 
     def _apply_outcome(
-        self, session: AsyncSession, m: Message, entry: _Outcome, now: datetime
+        self,
+        session: AsyncSession,
+        m: Message,
+        entry: _Outcome,
+        now: datetime,
+        history: events.Rows | None = None,
     ) -> str | None:
         item, outcome = entry.item, entry.outcome
         if (
@@ -565,6 +582,7 @@ class Dispatcher:
                 S.SENT,
                 {"gateway": item.gateway, "gateway_ref": outcome.gateway_ref},
                 now=now,
+                rows=history,
             )
             return S.SENT.value
         error = outcome.error or MessageError("unknown", "the gateway refused the message")
@@ -578,22 +596,27 @@ class Dispatcher:
             "attempt": m.attempts,
         }
         if decision is None:
-            move(session, m, S.FAILED, detail, error=error, now=now)
+            move(session, m, S.FAILED, detail, error=error, now=now, rows=history)
             return S.FAILED.value
         m.next_attempt_at = now + timedelta(seconds=decision.delay)
         m.avoid_gateway = item.gateway if decision.avoid_gateway else None
         detail["retry_in"] = decision.delay
-        move(session, m, S.QUEUED, detail, error=error, now=now)
+        move(session, m, S.QUEUED, detail, error=error, now=now, rows=history)
         if decision.delay > 0:  # come back exactly when it is due, not at the next poll
             asyncio.get_running_loop().call_later(decision.delay, self.wake)
         return S.QUEUED.value
 
     def _apply_sent(
-        self, session: AsyncSession, m: Message, entry: _Sent, now: datetime
+        self,
+        session: AsyncSession,
+        m: Message,
+        entry: _Sent,
+        now: datetime,
+        history: events.Rows | None = None,
     ) -> str | None:
         if m.gateway != entry.gateway or m.status not in (S.SENDING.value, S.QUEUED.value):
             return None  # already recorded (or handed to another gateway since)
-        move(session, m, S.SENT, {"gateway": entry.gateway, "late": True}, now=now)
+        move(session, m, S.SENT, {"gateway": entry.gateway, "late": True}, now=now, rows=history)
         return S.SENT.value
 
     async def _by_ref(self, session: AsyncSession, report: _Report) -> Message | None:
@@ -607,7 +630,12 @@ class Dispatcher:
         )
 
     def _apply_report(
-        self, session: AsyncSession, m: Message, report: _Report, now: datetime
+        self,
+        session: AsyncSession,
+        m: Message,
+        report: _Report,
+        now: datetime,
+        history: events.Rows | None = None,
     ) -> str | None:
         late = m.status == S.QUEUED.value and m.gateway == report.gateway
         if report.only_if_sent and (m.status != S.SENT.value or m.gateway != report.gateway):
@@ -627,6 +655,7 @@ class Dispatcher:
             },
             error=report.error,
             now=now,
+            rows=history,
         )
         return new.value
 

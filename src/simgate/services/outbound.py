@@ -30,7 +30,7 @@ from simgate.domain.messages import (
 )
 from simgate.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited
 from simgate.services import changes, inbound, ssrf
-from simgate.services.events import message_moved
+from simgate.services.events import Rows, message_moved
 from simgate.store import rows
 from simgate.store.models import App, AppUsage, Gateway, IdempotencyKey, Message, MessageEvent
 from simgate.store.types import utcnow
@@ -758,8 +758,10 @@ def move(
     *,
     error: MessageError | None = None,
     now: datetime | None = None,
+    rows: Rows | None = None,
 ) -> None:
-    """Change a message's status, checked against the one transition table, and record it."""
+    """Change a message's status, checked against the one transition table, and record it
+    (in the session, or in ``rows`` for the caller to write before its commit)."""
     check_move(MessageStatus(m.status), new)
     when = now or utcnow()
     m.status = new.value
@@ -784,9 +786,12 @@ def move(
     if new not in (S.SENDING, S.QUEUED):
         m.lease_owner = None
         m.lease_expires_at = None
-    session.add(MessageEvent(message_id=m.id, status=new.value, at=when, detail=detail))
+    if rows is not None:
+        rows.history.append({"message_id": m.id, "status": new.value, "at": when, "detail": detail})
+    else:
+        session.add(MessageEvent(message_id=m.id, status=new.value, at=when, detail=detail))
     changes.note_status(session, m.id, new.value)
-    message_moved(session, m, new.value, when)
+    message_moved(session, m, new.value, when, rows)
 
 
 async def prune(session: AsyncSession, *, idempotency_hours: int) -> int:
