@@ -157,3 +157,21 @@ async def test_repeated_failures_are_throttled(client: httpx.AsyncClient) -> Non
     assert int(resp.headers["retry-after"]) > 0
     other = await _login(client, "ulla")  # another account is not locked out
     assert other.status_code == 303
+
+
+@pytest.mark.usefixtures("people")
+async def test_the_session_cookie_is_secure_over_https(client: httpx.AsyncClient) -> None:
+    plain = await _login(client, "root")
+    cookie = plain.headers["set-cookie"].lower()
+    assert "httponly" in cookie
+    assert "samesite=lax" in cookie
+    assert "secure" not in cookie  # a browser would drop it on plain http
+    https = httpx.AsyncClient(transport=client._transport, base_url="https://simgate.test")
+    async with https:
+        resp = await https.post(
+            "/login",
+            data={"username": "root", "password": PASSWORD},
+            headers={"origin": "https://simgate.test"},
+        )
+    assert resp.status_code == 303
+    assert "; secure" in resp.headers["set-cookie"].lower()

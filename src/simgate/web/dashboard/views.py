@@ -123,7 +123,9 @@ async def login(request: Request, db: SessionDep, runtime: RuntimeDep) -> Respon
         max_age=int(ttl.total_seconds()),
         httponly=True,
         samesite="lax",
-        secure=runtime.settings.public_url.startswith("https://"),
+        # HTTPS here, or at a trusted proxy in front (X-Forwarded-Proto), or configured so.
+        secure=request.url.scheme == "https"
+        or runtime.settings.public_url.startswith("https://"),
         path="/",
     )
     return response
