@@ -124,8 +124,7 @@ async def login(request: Request, db: SessionDep, runtime: RuntimeDep) -> Respon
         httponly=True,
         samesite="lax",
         # HTTPS here, or at a trusted proxy in front (X-Forwarded-Proto), or configured so.
-        secure=request.url.scheme == "https"
-        or runtime.settings.public_url.startswith("https://"),
+        secure=request.url.scheme == "https" or runtime.settings.public_url.startswith("https://"),
         path="/",
     )
     return response
