@@ -223,7 +223,8 @@ def create_app(
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.add_middleware(CoreMiddleware, runtime=runtime)
+    lean_routes = lean.routes()
+    app.add_middleware(CoreMiddleware, runtime=runtime, lean=lean_routes)
     app.include_router(system.router)
     app.include_router(v1.router)
     app.include_router(messages.router)
@@ -238,9 +239,10 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _install_docs(app)
     _declare_security(app)
-    # Matched first: the hot sends skip FastAPI's per-request work (see web/api/lean.py);
-    # the FastAPI route behind them still documents the call.
-    app.router.routes[0:0] = lean.routes()
+    # The hot sends skip FastAPI's per-request work (see web/api/lean.py): the core
+    # middleware answers them, or else these routes, matched first; the FastAPI route behind
+    # them still documents the call.
+    app.router.routes[0:0] = lean_routes
     return app
 
 

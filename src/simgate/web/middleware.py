@@ -12,8 +12,10 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simgate.logs import request_id_var
@@ -58,9 +60,11 @@ class BodyTooLarge(ApiError):
 
 
 class CoreMiddleware:
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, runtime: Runtime, lean: Sequence[Route] = ()) -> None:
         self.app = app
         self.runtime = runtime
+        # POST endpoints answered here rather than through the router (web/api/lean.py).
+        self.lean: dict[str, Any] = {r.path: r.app for r in lean}
         self.limit = runtime.settings.max_body_bytes
         self.access_log = runtime.settings.access_log
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -138,8 +142,16 @@ class CoreMiddleware:
                         raise BodyTooLarge(limit)
                 return message
 
+            lean = (
+                self.lean.get(scope["path"])
+                if scope["method"] == "POST" and not scope.get("root_path")
+                else None
+            )
             try:
-                await self.app(scope, receive_wrapper, send_wrapper)
+                if lean is not None:
+                    await lean.answer(scope, receive_wrapper, send_wrapper)
+                else:
+                    await self.app(scope, receive_wrapper, send_wrapper)
             except Exception:
                 # Handled here rather than by Starlette's ServerErrorMiddleware, which
                 # re-raises so the server logs the same traceback a second time.

@@ -30,7 +30,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from simgate.domain.keys import Scope as KeyScope
 from simgate.services.auth import Principal
@@ -94,9 +94,31 @@ def _validate(data: Any) -> SendBody:
 class SendEndpoint:
     """``POST /api/v1/messages`` as a plain ASGI app (see the module's docstring)."""
 
+    path = "/api/v1/messages"
+
     def __init__(self) -> None:
         self._principal: Callable[[Request], Awaitable[Principal]] = require(KeyScope.SEND)
         self.route: Route | None = None  # for the metrics' route label
+
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Called by the core middleware without going through the router: an error is
+        answered by the app's handler for it, as Starlette's exception middleware would."""
+        started = False
+
+        async def sender(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self(scope, receive, sender)
+        except Exception as exc:
+            handlers = scope["app"].exception_handlers
+            handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
+            if handler is None or started:
+                raise
+            response = await handler(Request(scope, receive), exc)
+            await response(scope, receive, sender)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["route"] = self.route
@@ -116,8 +138,10 @@ class SendEndpoint:
 
 
 def routes() -> list[Route]:
-    """The lean routes, to be placed before the app's own."""
+    """The lean routes, to be placed before the app's own (the core middleware calls their
+    endpoints directly; the routes serve a request the middleware leaves to the router,
+    such as one under a root path)."""
     endpoint = SendEndpoint()
-    route = Route("/api/v1/messages", endpoint, methods=["POST"], include_in_schema=False)
+    route = Route(endpoint.path, endpoint, methods=["POST"], include_in_schema=False)
     endpoint.route = route
     return [route]
