@@ -7,6 +7,12 @@ import re
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from simgate.services import accounts
+from simgate.services import apps as app_service
+from simgate.services import gateways as gateway_service
+from simgate.store.engine import make_sessionmaker
 
 PASSWORD = "s3cure-enough"
 ORIGIN = {"origin": "http://simgate.test"}
@@ -44,3 +50,17 @@ async def post_form(
     form = dict(data or {})
     form.setdefault("csrf_token", token if token is not None else await csrf(client))
     return await client.post(url, data=form, files=files, headers=ORIGIN)
+
+
+async def seed_people(engine: AsyncEngine) -> dict[str, int]:
+    """An admin ``root`` with the app ``ops-tools``, a user ``ulla`` with ``ulla-shop``, and
+    a modem ``pi`` that never starts; the two apps' ids."""
+    async with make_sessionmaker(engine).begin() as s:
+        await accounts.create_user(s, username="root", password=PASSWORD, actor="t")
+        await accounts.create_user(s, username="ulla", password=PASSWORD, role="user", actor="t")
+        ops = await app_service.create_app(s, name="ops-tools", owner="root", actor="t")
+        shop = await app_service.create_app(s, name="ulla-shop", owner="ulla", actor="t")
+        await gateway_service.create(
+            s, name="pi", kind="modem", config={"port": "/dev/null-x"}, actor="t"
+        )
+    return {"ops": ops[0].id, "shop": shop[0].id}

@@ -16,26 +16,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from simgate.config import load_settings
 from simgate.services import accounts
 from simgate.services import apps as app_service
-from simgate.services import gateways as gateway_service
 from simgate.store.engine import make_sessionmaker
 from simgate.store.models import Message
 from tests.conftest import app_client
-from tests.integration.dashboard import ORIGIN, PASSWORD, csrf, login, post_form
+from tests.integration.dashboard import (
+    ORIGIN,
+    PASSWORD,
+    csrf,
+    login,
+    post_form,
+    seed_people,
+)
 
 XSS = "<script>alert(1)</script>"
 
 
 @pytest.fixture
 async def people(sqlite_engine: AsyncEngine) -> dict[str, int]:
-    async with make_sessionmaker(sqlite_engine).begin() as s:
-        await accounts.create_user(s, username="root", password=PASSWORD, actor="t")
-        await accounts.create_user(s, username="ulla", password=PASSWORD, role="user", actor="t")
-        ops = await app_service.create_app(s, name="ops-tools", owner="root", actor="t")
-        shop = await app_service.create_app(s, name="ulla-shop", owner="ulla", actor="t")
-        await gateway_service.create(
-            s, name="pi", kind="modem", config={"port": "/dev/null-x"}, actor="t"
-        )
-    return {"ops": ops[0].id, "shop": shop[0].id}
+    return await seed_people(sqlite_engine)
 
 
 async def _messages(engine: AsyncEngine) -> list[Message]:

@@ -11,14 +11,18 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from simgate.domain.messages import Received
-from simgate.services import accounts, inbound
-from simgate.services import apps as app_service
-from simgate.services import gateways as gateway_service
+from simgate.services import inbound
 from simgate.services.outbound import Outbound, Sender, SendRequest
 from simgate.store.engine import make_sessionmaker
 from simgate.store.models import Gateway, Message
 from simgate.store.types import utcnow
-from tests.integration.dashboard import ORIGIN, PASSWORD, csrf, login, post_form
+from tests.integration.dashboard import (
+    ORIGIN,
+    csrf,
+    login,
+    post_form,
+    seed_people,
+)
 from tests.integration.server import cli_env, simgate
 
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
@@ -26,15 +30,7 @@ XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
 @pytest.fixture
 async def people(sqlite_engine: AsyncEngine) -> dict[str, int]:
-    async with make_sessionmaker(sqlite_engine).begin() as s:
-        await accounts.create_user(s, username="root", password=PASSWORD, actor="t")
-        await accounts.create_user(s, username="ulla", password=PASSWORD, role="user", actor="t")
-        ops = await app_service.create_app(s, name="ops-tools", owner="root", actor="t")
-        shop = await app_service.create_app(s, name="ulla-shop", owner="ulla", actor="t")
-        await gateway_service.create(
-            s, name="pi", kind="modem", config={"port": "/dev/null-x"}, actor="t"
-        )
-    return {"ops": ops[0].id, "shop": shop[0].id}
+    return await seed_people(sqlite_engine)
 
 
 async def _send(engine: AsyncEngine, settings: object, app_id: int | None, body: str) -> str:
