@@ -934,3 +934,26 @@ async def test_reports_are_matched_by_reference_and_recipient(rig: Rig) -> None:
     assert other.ok
     assert (await delivered(events, "msg_a")).delivered
     assert (await delivered(events, "msg_b")).delivered
+
+
+async def test_stop_ends_a_supervisor_that_swallowed_a_cancellation(tmp_path: Path) -> None:
+    # Python 3.11's wait_for can drop a cancellation; stop must not hang on that.
+    gw = ModemGateway("m1", ModemConfig(port=str(tmp_path / "nothing")))
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                swallowed += 1
+                if swallowed > 1:
+                    raise
+
+    gw._supervisor = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(gw.stop(), WAIT)
+    assert swallowed == 2
+    assert gw._supervisor.done()
+    assert gw.status.value == "offline"

@@ -32,6 +32,7 @@ from simgate.protocols.at import NEED_DATA, AtSession, Command, Prompt, Response
 log = logging.getLogger(__name__)
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 REPORT_WAIT = 2 * 86400.0  # seconds; the validity period asked for is one day
+STOP_WAIT = 10.0  # seconds a stop waits for the supervisor before closing the port anyway
 
 
 def parse_cnum(lines: tuple[str, ...] | list[str]) -> str:
@@ -200,10 +201,22 @@ class ModemGateway(Gateway):
         self._supervisor = asyncio.create_task(self._supervise(), name=f"modem-{self.name}")
 
     async def stop(self) -> None:
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+        task = self._supervisor
+        if task is not None:
+            # Python 3.11's wait_for drops a cancellation that arrives just as the answer it
+            # waits for does, and the supervisor would poll on: cancel until it has ended.
+            deadline = time.monotonic() + STOP_WAIT
+            while not task.done() and time.monotonic() < deadline:
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
+            if task.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            else:
+                log.error(
+                    "modem driver did not stop; closing its port anyway",
+                    extra={"gateway": self.name},
+                )
         await self._close()
         self.status, self.status_detail = GatewayStatus.OFFLINE, "stopped"
 
