@@ -28,9 +28,11 @@ from simgate.domain.routing import GatewayView, TokenBucket, choose
 from simgate.drivers.base import Gateway, GatewayStatus, OutboundSms, SendOutcome
 from simgate.services import events, inbound, samples
 from simgate.services.outbound import move
+from simgate.store import queue_rows
 from simgate.store.engine import describe_db_error
 from simgate.store.models import Gateway as GatewayRow
 from simgate.store.models import Message
+from simgate.store.queue_rows import QueuedMessage
 from simgate.store.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -327,7 +329,7 @@ class Dispatcher:
     ) -> None:
         async with self._sessionmaker.begin() as session:
             history = events.Rows()
-            rows: list[Message] = []
+            rows: list[QueuedMessage] = []
             # One query per (priority, status), each an ordered range scan of
             # ix_messages_claim that stops at the limit: a single query ordered by
             # priority across two statuses would sort the whole backlog every time.
@@ -336,7 +338,7 @@ class Dispatcher:
                     if len(rows) >= free:
                         break
                     stmt = (
-                        select(Message)
+                        queue_rows.query()
                         .where(
                             Message.status == status.value,
                             Message.priority == int(priority),
@@ -350,7 +352,7 @@ class Dispatcher:
                     )
                     if self._skip_locked:
                         stmt = stmt.with_for_update(skip_locked=True)
-                    rows += (await session.scalars(stmt)).all()
+                    rows += await queue_rows.load(session, stmt)
             for m in rows:
                 if m.expires_at is not None and m.expires_at <= now:
                     move(
@@ -415,6 +417,7 @@ class Dispatcher:
                 limit = max(self.ack_timeout, self.gateways[name].time_limit(item.sms()) or 0.0)
                 m.lease_expires_at = now + timedelta(seconds=limit + LEASE_MARGIN)
                 claimed.append(item)
+            await queue_rows.save(session, rows)
             await history.write(session)
 
     async def _send(self, item: Claimed) -> None:
@@ -522,10 +525,10 @@ class Dispatcher:
             history = events.Rows()
             ids = {e.item.id for e in batch if isinstance(e, _Outcome)}
             ids |= {e.message_id for e in batch if isinstance(e, _Report | _Sent) and e.message_id}
-            stmt = select(Message).where(Message.id.in_(sorted(ids)))
+            stmt = queue_rows.query().where(Message.id.in_(sorted(ids)))
             if self._skip_locked:
                 stmt = stmt.with_for_update()
-            rows = {m.id: m for m in (await session.scalars(stmt)).all()} if ids else {}
+            rows = {m.id: m for m in await queue_rows.load(session, stmt)} if ids else {}
             for entry in batch:
                 if isinstance(entry, _Outcome):
                     m = rows.get(entry.item.id)
@@ -541,9 +544,10 @@ class Dispatcher:
                         key = (entry.gateway, True)
                         counts[key] = counts.get(key, 0) + 1
                 else:
-                    m = rows.get(entry.message_id or "") or await self._by_ref(session, entry)
+                    m = rows.get(entry.message_id or "") or await self._by_ref(session, entry, rows)
                     if m is not None:
                         self._apply_report(session, m, entry, now, history)
+            await queue_rows.save(session, rows.values())
             await history.write(session)
             for (gateway, ok), n in counts.items():
                 counter = GatewayRow.sent_count if ok else GatewayRow.failed_count
@@ -557,7 +561,7 @@ class Dispatcher:
     def _apply_outcome(
         self,
         session: AsyncSession,
-        m: Message,
+        m: QueuedMessage,
         entry: _Outcome,
         now: datetime,
         history: events.Rows | None = None,
@@ -609,7 +613,7 @@ class Dispatcher:
     def _apply_sent(
         self,
         session: AsyncSession,
-        m: Message,
+        m: QueuedMessage,
         entry: _Sent,
         now: datetime,
         history: events.Rows | None = None,
@@ -619,20 +623,35 @@ class Dispatcher:
         move(session, m, S.SENT, {"gateway": entry.gateway, "late": True}, now=now, rows=history)
         return S.SENT.value
 
-    async def _by_ref(self, session: AsyncSession, report: _Report) -> Message | None:
+    async def _by_ref(
+        self, session: AsyncSession, report: _Report, rows: dict[str, QueuedMessage]
+    ) -> QueuedMessage | None:
+        """The message a report names by the gateway's reference; one already read in this
+        batch is that same object (``rows``), so its changes are not written twice."""
         if report.gateway_ref is None:
             return None
-        return await session.scalar(
-            select(Message)
+        id_ = await session.scalar(
+            select(Message.id)
             .where(Message.gateway == report.gateway, Message.gateway_ref == report.gateway_ref)
             .order_by(Message.id.desc())
             .limit(1)
         )
+        if id_ is None:
+            return None
+        if id_ not in rows:
+            stmt = queue_rows.query().where(Message.id == id_)
+            if self._skip_locked:
+                stmt = stmt.with_for_update()
+            found = await queue_rows.load(session, stmt)
+            if not found:
+                return None
+            rows[id_] = found[0]
+        return rows[id_]
 
     def _apply_report(
         self,
         session: AsyncSession,
-        m: Message,
+        m: QueuedMessage,
         report: _Report,
         now: datetime,
         history: events.Rows | None = None,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from simgate.services import changes
 from simgate.store.models import Event, Message, MessageEvent
+from simgate.store.queue_rows import QueuedMessage
 from simgate.store.types import utcnow
 
 _EVENTS = cast(Table, Event.__table__)
@@ -82,7 +83,11 @@ def record(
 
 
 def message_moved(
-    session: AsyncSession, m: Message, status: str, at: datetime, rows: Rows | None = None
+    session: AsyncSession,
+    m: Message | QueuedMessage,
+    status: str,
+    at: datetime,
+    rows: Rows | None = None,
 ) -> None:
     """An outbound message reached ``status``: its event, when that status is one."""
     type_ = MESSAGE_EVENTS.get(status)

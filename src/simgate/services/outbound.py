@@ -33,6 +33,7 @@ from simgate.services import changes, inbound, ssrf
 from simgate.services.events import Rows, message_moved
 from simgate.store import rows
 from simgate.store.models import App, AppUsage, Gateway, IdempotencyKey, Message, MessageEvent
+from simgate.store.queue_rows import QueuedMessage
 from simgate.store.types import utcnow
 
 S = MessageStatus
@@ -752,7 +753,7 @@ async def cancel(session: AsyncSession, id_: str, *, app_id: int | None, by: str
 
 def move(
     session: AsyncSession,
-    m: Message,
+    m: Message | QueuedMessage,
     new: MessageStatus,
     detail: dict[str, Any] | None = None,
     *,
