@@ -41,7 +41,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	@bash scripts/system-deps.sh bench
-	$(BIN)/python bench/auth_overhead.py && $(BIN)/python bench/messages.py && $(BIN)/python bench/modem.py && $(BIN)/python bench/phones.py && $(BIN)/python bench/inbox.py && $(BIN)/python bench/otp.py
+	$(BIN)/python bench/auth_overhead.py && $(BIN)/python bench/messages.py --connections 50 && $(BIN)/python bench/modem.py && $(BIN)/python bench/phones.py && $(BIN)/python bench/inbox.py && $(BIN)/python bench/otp.py && $(BIN)/python bench/memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -37,7 +37,7 @@ from _common import (
     summarise,
 )
 
-TARGET_OVERHEAD = 5.0  # percent, from the issue
+TARGET_OVERHEAD = 10.0  # percent of a /healthz request, from the performance issue
 
 HEALTHZ = "GET /healthz"
 ME = "GET /api/v1/me"

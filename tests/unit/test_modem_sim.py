@@ -318,6 +318,19 @@ def test_send_pdu_counts_message_references_and_wraps() -> None:
     assert (first.mr, first.to, first.text, first.report) == (0, TO, "hello", True)
 
 
+def test_a_long_running_simulator_keeps_the_latest_sent_and_counts_them_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("simgate.modem_sim.model.SENT_KEPT", 3)
+    line = Line()
+    for i in range(8):
+        assert line.send(pdu(f"n{i}", report=False)).ok
+    assert len(line.modem.sent) < 6  # trimmed to the latest 3 once it reached 6
+    assert [s.text for s in line.modem.sent][-3:] == ["n5", "n6", "n7"]
+    assert line.modem.sent_count == 8
+    assert handle(line.modem, {"cmd": "status"}, line.now)["sent"] == 8
+
+
 def test_send_with_echo_on_still_parses() -> None:
     line = Line()
     resp = line.send(pdu("echoed"))

@@ -70,6 +70,11 @@ class FakeDelivery:
     gateway_ref: str
 
 
+# Messages the fake network remembers, to drop a retried duplicate and for tests and demos
+# to look at: a demo server runs for weeks, and memory must not grow with what it sent.
+REMEMBER = 10_000
+
+
 class FakeGateway(Gateway):
     kind = "fake"
 
@@ -78,7 +83,8 @@ class FakeGateway(Gateway):
     ) -> None:
         super().__init__(name, max_in_flight=max_in_flight)
         self.config = config or FakeConfig()
-        self.sent: list[FakeDelivery] = []  # what reached "the network", once per message
+        # What reached "the network", once per message: the latest REMEMBER of them.
+        self.sent: list[FakeDelivery] = []
         self.attempts = 0
         self.duplicates_dropped = 0
         self._by_message: dict[str, str] = {}
@@ -154,6 +160,9 @@ class FakeGateway(Gateway):
         ref = f"{self.name}-{next(self._refs)}"
         self._by_message[sms.message_id] = ref
         self.sent.append(FakeDelivery(sms.message_id, sms.to, sms.body, ref))
+        if len(self.sent) >= 2 * REMEMBER:  # trimmed in halves: O(1) a send on average
+            del self.sent[:-REMEMBER]
+            self._by_message = {d.message_id: d.gateway_ref for d in self.sent}
         if cfg.mode in (FakeMode.DELIVER, FakeMode.UNDELIVERED) and self._events is not None:
             task = asyncio.create_task(self._report(sms.message_id, ref, cfg))
             self._tasks.add(task)

@@ -40,7 +40,7 @@ def status_json(modem: SimModem) -> dict[str, Any]:
         "sms_ready": state.sms_ready,
         "echo": state.profile.echo,
         "stored": {name: memory.used for name, memory in state.memories.items()},
-        "sent": len(modem.sent),
+        "sent": modem.sent_count,
         "faults": faults_json(modem.faults),
     }
 

@@ -35,6 +35,7 @@ from simgate.modem_sim.sms import Submitted, sms_command, submit
 
 CR, LF, BACKSPACE, CTRL_Z, ESC = 0x0D, 0x0A, 0x08, 0x1A, 0x1B
 RETRY = 1.0  # how soon the network tries again when the modem cannot take a message
+SENT_KEPT = 10_000  # submitted SMS the simulator keeps to show (the count goes on)
 # Commands a SIM800L answers without a SIM; with the "SIM missing" fault all others fail.
 _NO_SIM = {"+CGMM", "+CGMI", "+CGMR", "+CGSN", "+GSN", "+CMEE", "+CSQ", "+CREG", "+CFUN"}
 _NO_SIM |= {"+IPR", "+CSCS", "+CMGF"}
@@ -56,7 +57,9 @@ class SimModem:
         modem that has been up for a while, with nothing pending)."""
         self.state = ModemState.create(config or ModemConfig(), faults or Faults())
         self.timings = timings or Timings()
-        self.sent: list[Submitted] = []  # what the network received, in order
+        # What the network received, in order: the latest SENT_KEPT; ``sent_count``: all.
+        self.sent: list[Submitted] = []
+        self.sent_count = 0
         self._events: list[tuple[float, int, Callable[[float], object]]] = []
         self._out: deque[tuple[float, bytearray]] = deque()
         self._last_due = now
@@ -217,6 +220,9 @@ class SimModem:
         self._reply(reply, now, self.timings.send)
         if sent is not None:
             self.sent.append(sent)
+            self.sent_count += 1
+            if len(self.sent) >= 2 * SENT_KEPT:  # a simulator left running must not grow
+                del self.sent[:-SENT_KEPT]
             if sent.report:
                 due = now + self.timings.send + self.timings.report
                 self._after(due, self._report_later(sent))
