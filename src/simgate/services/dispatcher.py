@@ -131,6 +131,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._last_sweep = 0.0
+        self._last_scheduled = 0.0
         self._pending: list[Entry] = []
         self._statuses: dict[str, tuple[str, str, dict[str, Any], datetime]] = {}
         self._recorder_wake = asyncio.Event()
@@ -231,7 +232,14 @@ class Dispatcher:
         while not self._stopping:
             self._wake.clear()
             try:
-                await self._claim_and_send()
+                # Scheduled messages fall due with time, not with a wake-up: they are looked
+                # for once per poll interval, and a claim woken for a new message saves
+                # those queries (two round trips on a server database).
+                mono = time.monotonic()
+                scheduled = mono - self._last_scheduled >= POLL_INTERVAL
+                if scheduled:
+                    self._last_scheduled = mono
+                await self._claim_and_send(scheduled=scheduled)
                 if time.monotonic() - self._last_sweep > SWEEP_INTERVAL:
                     self._last_sweep = time.monotonic()
                     await self._reclaim(own_only=False)
@@ -280,9 +288,9 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await gateway.stop()
 
-    async def _claim_and_send(self) -> None:
+    async def _claim_and_send(self, *, scheduled: bool = True) -> None:
         while not self._stopping:
-            claimed = await self._claim()
+            claimed = await self._claim(scheduled=scheduled)
             if not claimed:
                 return
             for item in claimed:
@@ -290,7 +298,7 @@ class Dispatcher:
                 self._sends.add(task)
                 task.add_done_callback(self._sends.discard)
 
-    async def _claim(self) -> list[Claimed]:
+    async def _claim(self, *, scheduled: bool = True) -> list[Claimed]:
         mono = time.monotonic()
         views = self._ready(mono)
         if not views:
@@ -307,7 +315,7 @@ class Dispatcher:
             (b, b.tokens, b.updated) for n in names for b in self._sim_buckets.get(n, {}).values()
         ]
         try:
-            await self._claim_rows(views, names, free, mono, now, claimed, taken)
+            await self._claim_rows(views, names, free, mono, now, claimed, taken, scheduled)
         except BaseException:
             # Nothing was claimed: give back the capacity and rate tokens counted for it.
             for name, n in taken.items():
@@ -326,7 +334,9 @@ class Dispatcher:
         now: datetime,
         claimed: list[Claimed],
         taken: dict[str, int],
+        scheduled: bool = True,
     ) -> None:
+        statuses = (S.QUEUED, S.SCHEDULED) if scheduled else (S.QUEUED,)
         async with self._sessionmaker.begin() as session:
             history = events.Rows()
             rows: list[QueuedMessage] = []
@@ -334,7 +344,7 @@ class Dispatcher:
             # ix_messages_claim that stops at the limit: a single query ordered by
             # priority across two statuses would sort the whole backlog every time.
             for priority in (Priority.HIGH, Priority.NORMAL):
-                for status in (S.QUEUED, S.SCHEDULED):
+                for status in statuses:
                     if len(rows) >= free:
                         break
                     stmt = (

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, make_url, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,6 +21,7 @@ from simgate.config import Settings, redact_url
 from simgate.store.sqlite_inline import BUSY_TIMEOUT_MS, inline_connector
 
 log = logging.getLogger(__name__)
+IDLE_PING = 2.0  # seconds a pooled connection may sit idle before it is checked on checkout
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -64,7 +65,6 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         kwargs.update(
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
-            pool_pre_ping=True,
             pool_recycle=1800,
         )
         if backend in ("mysql", "mariadb"):
@@ -79,7 +79,36 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        _ping_when_idle(engine)
     return engine
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Check a pooled connection before use when it has been idle for IDLE_PING seconds:
+    a database restart or an idle timeout closes those unseen. One in use moments ago needs
+    no check, and under load that saves a round trip on every transaction (SQLAlchemy's
+    pre-ping checks every checkout). A connection that breaks in use anyway fails its
+    statement with a disconnect error, which makes the pool replace every older one."""
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            if not dialect.is_disconnect(exc, dbapi_conn, None):
+                raise
+            alive = False
+        if not alive:
+            raise DisconnectionError("connection closed while idle")  # the pool reconnects
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
