@@ -8,7 +8,7 @@ import ipaddress
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -21,9 +21,10 @@ from simgate.services.auth import Principal
 from simgate.services.outbound import Sender, SendRequest
 from simgate.store.models import App
 from simgate.web.deps import authenticate, presented_key
+from simgate.web.routing import Router
 from simgate.web.runtime import Runtime
 
-router = APIRouter(tags=["compatibility"])
+router = Router(tags=["compatibility"])
 S = MessageStatus
 DONE = {S.SENT.value, S.DELIVERED.value, S.FAILED.value, S.EXPIRED.value, S.CANCELED.value}
 

@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from simgate.domain.keys import is_enrollment_token, looks_like_app_key
@@ -16,9 +16,10 @@ from simgate.errors import RateLimited, SimgateError, Unauthorized
 from simgate.services import phones
 from simgate.services.phone_auth import Phone
 from simgate.web.deps import RuntimeDep
+from simgate.web.routing import Router
 from simgate.web.runtime import Runtime
 
-router = APIRouter(prefix="/api/v1/gateway", tags=["phone gateways (seed 003)"])
+router = Router(prefix="/api/v1/gateway", tags=["phone gateways (seed 003)"])
 
 EXAMPLE_KEY = "Authorization: Bearer gw_live_<64 hex digits>"
 

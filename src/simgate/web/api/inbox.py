@@ -8,7 +8,7 @@ import contextlib
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from simgate.domain.keys import Scope
@@ -16,8 +16,9 @@ from simgate.errors import TimedOut
 from simgate.services import inbox
 from simgate.services.auth import Principal
 from simgate.web.deps import AdminPrincipal, RuntimeDep, SessionDep, require
+from simgate.web.routing import Router
 
-router = APIRouter(prefix="/api/v1/inbox", tags=["inbox"])
+router = Router(prefix="/api/v1/inbox", tags=["inbox"])
 InboxPrincipal = Annotated[Principal, Depends(require(Scope.INBOX))]
 
 

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator, Field, field_validator
 
@@ -20,8 +20,9 @@ from simgate.services.auth import Principal
 from simgate.services.outbound import Sender, SendRequest
 from simgate.web.api.schemas import Strict
 from simgate.web.deps import AppPrincipal, RuntimeDep, SendPrincipal, SessionDep
+from simgate.web.routing import Router
 
-router = APIRouter(prefix="/api/v1", tags=["messages"])
+router = Router(prefix="/api/v1", tags=["messages"])
 MAX_BODY_CHARS = 5000
 MAX_METADATA_BYTES = 4096
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, Field
 
@@ -15,8 +15,9 @@ from simgate.services.auth import Principal
 from simgate.services.outbound import Sender
 from simgate.web.api.schemas import Strict
 from simgate.web.deps import RuntimeDep, require
+from simgate.web.routing import Router
 
-router = APIRouter(prefix="/api/v1/otp", tags=["otp"])
+router = Router(prefix="/api/v1/otp", tags=["otp"])
 OtpPrincipal = Annotated[Principal, Depends(require(Scope.OTP))]
 
 

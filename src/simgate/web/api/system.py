@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -16,8 +16,9 @@ from simgate.store.engine import describe_db_error
 from simgate.store.migrate import current_revision, head_revision
 from simgate.web.deps import RuntimeDep
 from simgate.web.errors import ApiError
+from simgate.web.routing import Router
 
-router = APIRouter(tags=["system"])
+router = Router(tags=["system"])
 
 
 class Health(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from simgate.domain.keys import DEFAULT_SCOPES, InvalidScopes, Scope, parse_scopes
 from simgate.errors import Invalid
@@ -28,8 +28,9 @@ from simgate.web.api.schemas import (
     RequestLogPage,
 )
 from simgate.web.deps import AdminPrincipal, AppPrincipal, RuntimeDep, SessionDep
+from simgate.web.routing import Router
 
-router = APIRouter(prefix="/api/v1", tags=["v1"])
+router = Router(prefix="/api/v1", tags=["v1"])
 
 
 def _scopes(values: list[str] | None) -> frozenset[Scope]:

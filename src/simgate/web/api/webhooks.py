@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Response
+from fastapi import FastAPI, Query, Response
 from pydantic import BaseModel, Field, create_model
 
 from simgate.domain import webhooks as rules
 from simgate.services import webhooks
 from simgate.web.deps import AppPrincipal, RuntimeDep, SessionDep
+from simgate.web.routing import Router
 
-router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+router = Router(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 EventName = Literal[
     "message.received",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from simgate.errors import SimgateError
@@ -25,8 +25,9 @@ from simgate.web.dashboard.core import (
     server_url,
 )
 from simgate.web.deps import RuntimeDep
+from simgate.web.routing import Router
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 USER_FIELDS = ("username", "password", "role")
 
 

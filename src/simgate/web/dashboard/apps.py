@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from simgate.domain.keys import DEFAULT_SCOPES, Scope
@@ -26,8 +26,9 @@ from simgate.web.dashboard.core import (
     render,
     see_other,
 )
+from simgate.web.routing import Router
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 DAYS = 14
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,9 +34,10 @@ from simgate.web.dashboard.core import (
     see_other,
 )
 from simgate.web.deps import RuntimeDep, SessionDep
+from simgate.web.routing import Router
 from simgate.web.runtime import Runtime
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 SECTION = "compose"
 OPERATOR = "-"  # the app choice of an admin sending as the operator (no app)
 MAX_BODY = 20_000

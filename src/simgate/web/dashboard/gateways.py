@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 import segno
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 from markupsafe import Markup
 from sqlalchemy import select
@@ -35,9 +35,10 @@ from simgate.web.dashboard.core import (
     server_url,
 )
 from simgate.web.deps import RuntimeDep, SessionDep
+from simgate.web.routing import Router
 from simgate.web.runtime import Runtime
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 SECTION = "gateways"
 PORT_PATTERNS = (
     "/dev/serial/by-id/*",  # stable names that survive replugging: offered first

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,8 +29,9 @@ from simgate.web.dashboard.core import (
     see_other,
 )
 from simgate.web.deps import SessionDep
+from simgate.web.routing import Router
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 SECTION = "messages"
 STATUSES = [s.value for s in MessageStatus]
 

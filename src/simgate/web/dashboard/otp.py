@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from simgate.domain.otp import Status
@@ -14,8 +14,9 @@ from simgate.services import otp as otp_service
 from simgate.services.apps import list_apps
 from simgate.store.types import utcnow
 from simgate.web.dashboard.core import SessionDep, Viewer, ViewerDep, render
+from simgate.web.routing import Router
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 STATUSES = tuple(s.value for s in Status)
 
 

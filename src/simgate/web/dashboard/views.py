@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from datetime import timedelta
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from simgate.errors import Unauthorized
@@ -22,8 +22,9 @@ from simgate.web.dashboard.core import (
     same_origin,
 )
 from simgate.web.deps import RuntimeDep, SessionDep
+from simgate.web.routing import Router
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 
 
 def _client_ip(request: Request) -> str:

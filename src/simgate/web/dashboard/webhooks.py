@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from simgate.domain import webhooks as rules
@@ -24,8 +24,9 @@ from simgate.web.dashboard.core import (
     render,
     see_other,
 )
+from simgate.web.routing import Router
 
-router = APIRouter(include_in_schema=False)
+router = Router(include_in_schema=False)
 EVENTS = (*rules.EVENT_TYPES, rules.ALL_EVENTS)
 FIELDS = ("app", "url", "events", "description")
 
