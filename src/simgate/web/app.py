@@ -37,6 +37,7 @@ from simgate.services.notify import listen_forever
 from simgate.services.outbound import NOTIFY_CHANNEL
 from simgate.store.engine import describe_db_error, make_engine
 from simgate.store.migrate import current_revision, head_revision
+from simgate.store.sqlite_inline import Checkpointer
 from simgate.web import dashboard
 from simgate.web.api import compat, gateway_api, lean, messages, system, v1
 from simgate.web.api import inbox as inbox_api
@@ -172,6 +173,8 @@ def create_app(
             await runtime.gateways.sync()
         except (SQLAlchemyError, OSError) as exc:
             log.warning("could not start gateways yet", extra={"error": describe_db_error(exc)})
+        if runtime.engine.url.get_backend_name() == "sqlite":
+            spawn(Checkpointer(runtime.engine).run(), "sqlite-checkpoints")
         runtime.dispatcher.start()
         spawn(runtime.gateways.run(), "gateways")
         if runtime.engine.url.get_backend_name() == "postgresql":
