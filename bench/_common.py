@@ -195,6 +195,18 @@ class Processes:
         self.servers.append(server)
         return server
 
+    def simgate(
+        self, name: str, *, env: dict[str, str], log_dir: Path, ready_path: str = "/healthz"
+    ) -> Server:
+        """A new (not yet started) ``simgate serve`` on a free port, with ``env``."""
+        return self.server(
+            name,
+            lambda port: [str(BIN / "simgate"), "serve", "--port", str(port)],
+            env=env,
+            ready_path=ready_path,
+            log_dir=log_dir,
+        )
+
     def spawn(self, argv: list[str], *, log: Path) -> subprocess.Popen[bytes]:
         """A background child in its own session, output to ``log``."""
         with log.open("wb") as out:

@@ -35,7 +35,6 @@ from pathlib import Path
 import httpx
 
 from _common import (
-    BIN,
     Processes,
     create_key,
     drop_database,
@@ -223,13 +222,7 @@ async def run(
     env.update(SIMGATE_WEBHOOK_ALLOW_PRIVATE="true", SIMGATE_OTP_PER_APP_PER_HOUR="0")
     env.update(SIMGATE_OTP_PER_IP_PER_HOUR="0", SIMGATE_OTP_PER_PHONE_PER_HOUR="0")
     run_cli(env, *GATEWAY_ADD)
-    server = processes.server(
-        "simgate-memory",
-        lambda port: [str(BIN / "simgate"), "serve", "--port", str(port)],
-        env=env,
-        ready_path="/healthz",
-        log_dir=tmp,
-    )
+    server = processes.simgate("simgate-memory", env=env, log_dir=tmp)
     server.start()
     receiver = Receiver()
     await receiver.start()

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    BIN,
     REPO,
     Processes,
     ceiling_insert_rps,
@@ -279,13 +278,7 @@ def main() -> None:
             from _common import run_cli
 
             app_key = run_cli(env, "app", "create", "bench").strip().splitlines()[-1]
-            server = processes.server(
-                "simgate",
-                lambda port: [str(BIN / "simgate"), "serve", "--port", str(port)],
-                env=env,
-                ready_path="/readyz",
-                log_dir=tmpdir,
-            )
+            server = processes.simgate("simgate", env=env, log_dir=tmpdir, ready_path="/readyz")
             server.start()
             time.sleep(2)
             base_rss = rss_mib(server.pid)
