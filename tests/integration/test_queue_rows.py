@@ -125,3 +125,36 @@ async def test_an_outcome_and_a_report_by_reference_in_one_batch(
     assert m.lease_owner is None
     assert list(statuses) == ["queued", "sending", "sent", "failed"]
     assert list(outbox) == ["message.sent", "message.failed"]
+
+
+async def test_a_report_naming_the_reference_its_send_got_in_the_same_batch(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    """The send's outcome gives the message its reference and the report names only that
+    reference, both in one batch: the database does not hold the reference yet, the batch
+    does, and the report is not lost."""
+    [mid] = await _queue(engine, settings, 1)
+    sessionmaker = make_sessionmaker(engine)
+    dispatcher = Dispatcher(sessionmaker, settings)
+    async with sessionmaker.begin() as session:
+        m = await session.get_one(Message, mid)
+        m.attempts, m.gateway, m.lease_owner = 1, "g", dispatcher.node
+        move(session, m, MessageStatus.SENDING, {"gateway": "g"})
+    item = Claimed(mid, m.to_number, "hello", "gsm7", 1, 0, 1, "g")
+    batch = [
+        _Outcome(item, SendOutcome(ok=True, gateway_ref="mr-7")),
+        _Report("g", None, "mr-7", True, None),
+    ]
+    await dispatcher._record_batch(batch)  # type: ignore[arg-type]
+    async with sessionmaker() as session:
+        m = await session.get_one(Message, mid)
+        statuses = (
+            await session.scalars(
+                select(MessageEvent.status)
+                .where(MessageEvent.message_id == mid)
+                .order_by(MessageEvent.id)
+            )
+        ).all()
+    assert m.status == "delivered"
+    assert m.gateway_ref == "mr-7"
+    assert list(statuses) == ["queued", "sending", "sent", "delivered"]

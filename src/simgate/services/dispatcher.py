@@ -636,27 +636,33 @@ class Dispatcher:
     async def _by_ref(
         self, session: AsyncSession, report: _Report, rows: dict[str, QueuedMessage]
     ) -> QueuedMessage | None:
-        """The message a report names by the gateway's reference; one already read in this
-        batch is that same object (``rows``), so its changes are not written twice."""
-        if report.gateway_ref is None:
+        """The newest message a report names by the gateway's reference. Messages already
+        read in this batch (``rows``) count as they are now: an outcome earlier in the
+        batch may have just given one its reference, which the database does not hold yet;
+        and a message found in the database that is in ``rows`` is that same object, so
+        its changes are written once."""
+        ref = report.gateway_ref
+        if ref is None:
             return None
+
+        def matches(m: QueuedMessage) -> bool:
+            return m.gateway == report.gateway and m.gateway_ref == ref
+
         id_ = await session.scalar(
             select(Message.id)
-            .where(Message.gateway == report.gateway, Message.gateway_ref == report.gateway_ref)
+            .where(Message.gateway == report.gateway, Message.gateway_ref == ref)
             .order_by(Message.id.desc())
             .limit(1)
         )
-        if id_ is None:
-            return None
-        if id_ not in rows:
+        if id_ is not None and id_ not in rows:
             stmt = queue_rows.query().where(Message.id == id_)
             if self._skip_locked:
                 stmt = stmt.with_for_update()
             found = await queue_rows.load(session, stmt)
-            if not found:
-                return None
-            rows[id_] = found[0]
-        return rows[id_]
+            if found:
+                rows[id_] = found[0]
+        candidates = [m for m in rows.values() if matches(m)]
+        return max(candidates, key=lambda m: m.id) if candidates else None
 
     def _apply_report(
         self,
