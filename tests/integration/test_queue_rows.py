@@ -36,6 +36,35 @@ async def _queue(engine: AsyncEngine, settings: Settings, n: int, **extra: objec
     return accepted.message_ids
 
 
+async def _sending(
+    engine: AsyncEngine, settings: Settings, *, gateway_ref: str | None = None
+) -> tuple[Dispatcher, Claimed]:
+    """One message handed to gateway ``g`` by this node, and its dispatcher."""
+    [mid] = await _queue(engine, settings, 1)
+    sessionmaker = make_sessionmaker(engine)
+    dispatcher = Dispatcher(sessionmaker, settings)
+    async with sessionmaker.begin() as session:
+        m = await session.get_one(Message, mid)
+        m.attempts, m.gateway, m.lease_owner = 1, "g", dispatcher.node
+        m.gateway_ref = gateway_ref
+        move(session, m, MessageStatus.SENDING, {"gateway": "g"})
+    return dispatcher, Claimed(mid, m.to_number, "hello", "gsm7", 1, 0, 1, "g")
+
+
+async def _outcome(engine: AsyncEngine, mid: str) -> tuple[Message, list[str]]:
+    """The message as stored, and its status history in order."""
+    async with make_sessionmaker(engine)() as session:
+        m = await session.get_one(Message, mid)
+        statuses = (
+            await session.scalars(
+                select(MessageEvent.status)
+                .where(MessageEvent.message_id == mid)
+                .order_by(MessageEvent.id)
+            )
+        ).all()
+    return m, list(statuses)
+
+
 async def test_only_changed_columns_are_written(engine: AsyncEngine, settings: Settings) -> None:
     ids = await _queue(engine, settings, 3, metadata={"order": 7})
     statements: list[str] = []
@@ -95,29 +124,16 @@ async def test_an_outcome_and_a_report_by_reference_in_one_batch(
 ) -> None:
     """The report finds its message by the gateway's reference, which the outcome in the same
     batch sets: both act on one object, so the message ends delivered, written once."""
-    [mid] = await _queue(engine, settings, 1)
-    sessionmaker = make_sessionmaker(engine)
-    dispatcher = Dispatcher(sessionmaker, settings)
-    async with sessionmaker.begin() as session:
-        m = await session.get_one(Message, mid)
-        m.attempts, m.gateway, m.lease_owner = 1, "g", dispatcher.node
-        m.gateway_ref = "ref-1"  # an earlier report of the same send told us the reference
-        move(session, m, MessageStatus.SENDING, {"gateway": "g"})
-    item = Claimed(mid, m.to_number, "hello", "gsm7", 1, 0, 1, "g")
+    # An earlier report of the same send told us the reference.
+    dispatcher, item = await _sending(engine, settings, gateway_ref="ref-1")
+    mid = item.id
     batch = [
         _Outcome(item, SendOutcome(ok=True, gateway_ref="ref-1")),
         _Report("g", None, "ref-1", False, MessageError("undelivered", "no such subscriber")),
     ]
     await dispatcher._record_batch(batch)  # type: ignore[arg-type]
-    async with sessionmaker() as session:
-        m = await session.get_one(Message, mid)
-        statuses = (
-            await session.scalars(
-                select(MessageEvent.status)
-                .where(MessageEvent.message_id == mid)
-                .order_by(MessageEvent.id)
-            )
-        ).all()
+    m, statuses = await _outcome(engine, mid)
+    async with make_sessionmaker(engine)() as session:
         outbox = (await session.scalars(select(Event.type).order_by(Event.id))).all()
     assert m.status == "failed"
     assert m.error_code == "undelivered"
@@ -133,28 +149,14 @@ async def test_a_report_naming_the_reference_its_send_got_in_the_same_batch(
     """The send's outcome gives the message its reference and the report names only that
     reference, both in one batch: the database does not hold the reference yet, the batch
     does, and the report is not lost."""
-    [mid] = await _queue(engine, settings, 1)
-    sessionmaker = make_sessionmaker(engine)
-    dispatcher = Dispatcher(sessionmaker, settings)
-    async with sessionmaker.begin() as session:
-        m = await session.get_one(Message, mid)
-        m.attempts, m.gateway, m.lease_owner = 1, "g", dispatcher.node
-        move(session, m, MessageStatus.SENDING, {"gateway": "g"})
-    item = Claimed(mid, m.to_number, "hello", "gsm7", 1, 0, 1, "g")
+    dispatcher, item = await _sending(engine, settings)
+    mid = item.id
     batch = [
         _Outcome(item, SendOutcome(ok=True, gateway_ref="mr-7")),
         _Report("g", None, "mr-7", True, None),
     ]
     await dispatcher._record_batch(batch)  # type: ignore[arg-type]
-    async with sessionmaker() as session:
-        m = await session.get_one(Message, mid)
-        statuses = (
-            await session.scalars(
-                select(MessageEvent.status)
-                .where(MessageEvent.message_id == mid)
-                .order_by(MessageEvent.id)
-            )
-        ).all()
+    m, statuses = await _outcome(engine, mid)
     assert m.status == "delivered"
     assert m.gateway_ref == "mr-7"
     assert list(statuses) == ["queued", "sending", "sent", "delivered"]

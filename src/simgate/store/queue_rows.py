@@ -102,11 +102,12 @@ class QueuedMessage:
 
     def changes(self) -> dict[str, Any]:
         """Column name -> new value, for every column set to something else since read."""
-        return {
-            FIELDS[name]: getattr(self, name)
-            for name, before in zip(_NAMES, self._read, strict=True)
-            if getattr(self, name) is not before and getattr(self, name) != before
-        }
+        out = {}
+        for name, before in zip(_NAMES, self._read, strict=True):
+            now = getattr(self, name)
+            if now is not before and now != before:
+                out[FIELDS[name]] = now
+        return out
 
     def __repr__(self) -> str:
         return f"QueuedMessage(id={self.id!r}, status={self.status!r})"

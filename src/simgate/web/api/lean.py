@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -34,8 +33,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from simgate.domain.keys import Scope as KeyScope
 from simgate.services.auth import Principal
-from simgate.services.outbound import Sender
-from simgate.web.api.messages import SendBody
+from simgate.web.api.messages import SendBody, queue_send
 from simgate.web.deps import require
 
 _SEND_BODY: TypeAdapter[SendBody] = TypeAdapter(SendBody)
@@ -126,14 +124,9 @@ class SendEndpoint:
         data = await _json_body(request)
         principal = await self._principal(request)
         body = _validate(data)
-        runtime = request.app.state.runtime
-        accepted = await runtime.outbound.submit(
-            sender=Sender(principal.app_id, f"app:{principal.app_name}"),
-            req=body.request(),
-            idempotency_key=request.headers.get("idempotency-key"),
+        response = await queue_send(
+            request.app.state.runtime, principal, body, request.headers.get("idempotency-key")
         )
-        headers = {"Idempotent-Replayed": "true"} if accepted.replayed else None
-        response = JSONResponse(accepted.body, status_code=accepted.status_code, headers=headers)
         await response(scope, receive, send)
 
 

@@ -21,6 +21,7 @@ from simgate.services.outbound import Sender, SendRequest
 from simgate.web.api.schemas import Strict
 from simgate.web.deps import AppPrincipal, RuntimeDep, SendPrincipal, SessionDep
 from simgate.web.routing import Router
+from simgate.web.runtime import Runtime
 
 router = Router(prefix="/api/v1", tags=["messages"])
 MAX_BODY_CHARS = 5000
@@ -110,6 +111,14 @@ async def send(
     runtime: RuntimeDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
+    return await queue_send(runtime, principal, body, idempotency_key)
+
+
+async def queue_send(
+    runtime: Runtime, principal: Principal, body: SendBody, idempotency_key: str | None
+) -> JSONResponse:
+    """The send itself, once the key and body are checked: this route's and the lean
+    endpoint's (web/api/lean.py)."""
     accepted = await runtime.outbound.submit(
         sender=Sender(principal.app_id, f"app:{principal.app_name}"),
         req=body.request(),
