@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -149,6 +150,13 @@ class Counter(Base):
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+def _partial(name: str, *columns: str) -> Index:
+    """An index of the rows whose last column is set, on PostgreSQL and SQLite; MariaDB
+    has no partial indexes and indexes every row."""
+    where = text(f"{columns[-1]} IS NOT NULL")
+    return Index(name, *columns, postgresql_where=where, sqlite_where=where)
+
+
 class Message(Base):
     """One SMS, outbound or inbound. Outbound rows are the durable queue: the dispatcher
     claims them with a lease that expires, so a crash anywhere loses nothing."""
@@ -156,11 +164,13 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_claim", "status", "priority", "next_attempt_at", "id"),
-        Index("ix_messages_expiry", "status", "expires_at"),
-        Index("ix_messages_lease", "status", "lease_expires_at"),
+        # Partial where the database has them (migration 0008): a queued message has
+        # none of these three columns set, and every query on them compares the column.
+        _partial("ix_messages_expiry", "status", "expires_at"),
+        _partial("ix_messages_lease", "status", "lease_expires_at"),
         Index("ix_messages_app_id_id", "app_id", "id"),
         Index("ix_messages_direction_id", "direction", "id"),
-        Index("ix_messages_gateway_ref", "gateway", "gateway_ref"),
+        _partial("ix_messages_gateway_ref", "gateway", "gateway_ref"),
         Index("ix_messages_created_at", "created_at"),
     )
 
