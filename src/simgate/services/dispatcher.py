@@ -427,8 +427,7 @@ class Dispatcher:
                 limit = max(self.ack_timeout, self.gateways[name].time_limit(item.sms()) or 0.0)
                 m.lease_expires_at = now + timedelta(seconds=limit + LEASE_MARGIN)
                 claimed.append(item)
-            await queue_rows.save(session, rows)
-            await history.write(session)
+            await queue_rows.save_with(session, rows, history.take())
 
     async def _send(self, item: Claimed) -> None:
         gateway = self.gateways.get(item.gateway)
@@ -557,8 +556,7 @@ class Dispatcher:
                     m = rows.get(entry.message_id or "") or await self._by_ref(session, entry, rows)
                     if m is not None:
                         self._apply_report(session, m, entry, now, history)
-            await queue_rows.save(session, rows.values())
-            await history.write(session)
+            await queue_rows.save_with(session, rows.values(), history.take())
             for (gateway, ok), n in counts.items():
                 counter = GatewayRow.sent_count if ok else GatewayRow.failed_count
                 await session.execute(

@@ -43,6 +43,12 @@ class Rows:
         self.history: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
 
+    def take(self) -> list[tuple[Table, list[dict[str, Any]]]]:
+        """The rows to insert, by table; they are handed over and no longer held here."""
+        parts = [(_MESSAGE_EVENTS, self.history), (_EVENTS, self.events)]
+        self.history, self.events = [], []
+        return parts
+
     async def write(self, session: AsyncSession) -> None:
         if self.history:
             await session.execute(insert(_MESSAGE_EVENTS), self.history)

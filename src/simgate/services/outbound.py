@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import Table, and_, delete, false, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from simgate.config import Settings
 from simgate.domain import encoding, phone
@@ -31,7 +31,7 @@ from simgate.domain.messages import (
 from simgate.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited
 from simgate.services import changes, inbound, ssrf
 from simgate.services.events import Rows, message_moved
-from simgate.store import rows
+from simgate.store import bulk, rows
 from simgate.store.models import App, AppUsage, Gateway, IdempotencyKey, Message, MessageEvent
 from simgate.store.queue_rows import QueuedMessage
 from simgate.store.types import utcnow
@@ -167,6 +167,14 @@ class Outbound:
         self._settings = settings
         self._wake = wake
         self._notify = settings.backend == "postgresql"
+        # On PostgreSQL a batch without quotas to count is written by one statement that
+        # commits by itself (see _write_batch).
+        engine = sessionmaker.kw.get("bind")
+        self._one_statement: AsyncEngine | None = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self._notify and isinstance(engine, AsyncEngine)
+            else None
+        )
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._in_progress: dict[tuple[int, str], tuple[asyncio.Future[Accepted], str]] = {}
@@ -591,6 +599,20 @@ class Outbound:
                 item.future.set_result(Accepted(202, item.body, [r["id"] for r in item.rows]))
 
     async def _write_batch(self, batch: list[_Pending]) -> list[Exception | None]:
+        if self._one_statement is not None and all(item.quota is None for item in batch):
+            # No per-app counters to check: one statement, one round trip (store/bulk.py).
+            keys = [item.idem for item in batch if item.idem is not None]
+            stmt, params = bulk.statement(
+                inserts=[
+                    (_IDEMPOTENCY, keys),
+                    (_MESSAGES, [r for item in batch for r in item.rows]),
+                    (_EVENTS, [e for item in batch for e in item.events]),
+                ],
+                notify=NOTIFY_CHANNEL if any(item.queued_now for item in batch) else None,
+            )
+            async with self._one_statement.connect() as conn:
+                await conn.execute(stmt, params)
+            return [None] * len(batch)
         async with self._sessionmaker.begin() as session:
             outcomes: list[Exception | None] = list(await self._write_items(session, batch))
         return outcomes

@@ -13,13 +13,14 @@ PostgreSQL/MariaDB, the one write connection on SQLite.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, select, update
+from sqlalchemy import Select, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from simgate.store import bulk
 from simgate.store.models import Message
 
 MESSAGES = cast(Table, Message.__table__)
@@ -120,6 +121,30 @@ def query() -> Select[Any]:
 
 async def load(session: AsyncSession, stmt: Select[Any]) -> list[QueuedMessage]:
     return [QueuedMessage(row) for row in await session.execute(stmt)]
+
+
+async def save_with(
+    session: AsyncSession, messages: Iterable[QueuedMessage], inserts: Sequence[bulk.Part]
+) -> None:
+    """``save`` the messages and insert ``inserts`` (the history and events that tell of
+    the changes). On PostgreSQL that is one statement (store/bulk.py); elsewhere one
+    statement per change set and table."""
+    if session.get_bind().dialect.name != "postgresql":
+        await save(session, messages)
+        for table, rows in inserts:
+            if rows:
+                await session.execute(insert(table), rows)
+        return
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for m in messages:
+        changed = m.changes()
+        if changed:
+            changed["id"] = m.id
+            groups.setdefault(tuple(sorted(changed)), []).append(changed)
+    updates = [(MESSAGES, rows) for rows in groups.values()]
+    if groups or any(rows for _, rows in inserts):
+        stmt, params = bulk.statement(inserts=inserts, updates=updates)
+        await session.execute(stmt, params)
 
 
 async def save(session: AsyncSession, messages: Iterable[QueuedMessage]) -> int:

@@ -1,0 +1,125 @@
+"""Rows for several tables written by one PostgreSQL statement.
+
+A transaction on PostgreSQL costs a round trip for each statement: BEGIN, an INSERT or
+UPDATE per table, a NOTIFY, COMMIT. Under load every round trip also waits for the event
+loop to come back to it, so the wait grows with the load. Here the writes become the
+data-modifying ``WITH`` parts of one statement: they all happen or none does. Run outside
+an explicit transaction, that statement is a transaction of its own and has committed when
+the server answers; inside one, it saves the round trips between its parts.
+
+Each part's rows travel as one array per column and are spread out again by ``unnest``, so
+the statement's text depends only on the tables and columns, and the driver prepares it
+once per connection. No row may be updated by two parts: PostgreSQL would apply only one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Table, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.elements import BindParameter, TextClause
+from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
+
+Part = tuple[Table, Sequence[Mapping[str, Any]]]
+Shape = tuple[tuple[Table, tuple[str, ...]], ...]
+
+
+def _columns(table: Table, rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    columns = tuple(rows[0])
+    for row in rows:
+        if len(row) != len(columns) or any(c not in row for c in columns):
+            raise ValueError(f"rows for {table.name} name different columns")
+    return columns
+
+
+def _arrays(
+    table: Table, columns: tuple[str, ...], name: str, binds: list[BindParameter[Any]]
+) -> str:
+    names = []
+    for c, column in enumerate(columns):
+        binds.append(bindparam(f"{name}_{c}", type_=ARRAY(table.c[column].type)))
+        names.append(f":{name}_{c}")
+    return f"unnest({', '.join(names)})"
+
+
+def _quoted(table: Table, columns: tuple[str, ...]) -> str:
+    return ", ".join(f'"{table.c[column].name}"' for column in columns)
+
+
+@lru_cache(maxsize=256)
+def _statement(inserts: Shape, updates: Shape, key: str, notify: bool) -> TextClause:
+    # Table and column names come from the models; every value is a parameter.
+    parts: list[str] = []
+    binds: list[BindParameter[Any]] = []
+    for t, (table, columns) in enumerate(inserts):
+        rows = _arrays(table, columns, f"i{t}", binds)
+        into = f'"{table.name}" ({_quoted(table, columns)})'
+        parts.append(f"i{t} AS (INSERT INTO {into} SELECT * FROM {rows})")  # noqa: S608
+    for t, (table, columns) in enumerate(updates):
+        rows = _arrays(table, columns, f"u{t}", binds)
+        sets = ", ".join(
+            f'"{table.c[c].name}" = v."{table.c[c].name}"' for c in columns if c != key
+        )
+        parts.append(
+            f'u{t} AS (UPDATE "{table.name}" AS t SET {sets} FROM {rows} '  # noqa: S608
+            f'AS v({_quoted(table, columns)}) WHERE t."{key}" = v."{key}")'
+        )
+    tail = "SELECT pg_notify(:channel, '')" if notify else "SELECT 1"
+    return text(f"WITH {', '.join(parts)} {tail}").bindparams(*binds)
+
+
+def _defaults(table: Table, given: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """The model's Python-side defaults for the columns ``given`` leaves out, as an
+    INSERT through SQLAlchemy would fill them in (a callable's per row)."""
+    out = []
+    for column in table.c:
+        default = column.default
+        if column.key in given or not isinstance(
+            default, (ScalarElementColumnDefault, CallableColumnDefault)
+        ):
+            continue
+        out.append((column.key, default))
+    return out
+
+
+def _shape(
+    parts: Sequence[Part], name: str, params: dict[str, Any], key: str | None = None
+) -> Shape:
+    shape = []
+    for t, (table, rows) in enumerate(p for p in parts if p[1]):
+        columns = _columns(table, rows)
+        if key is not None and key not in columns:
+            raise ValueError(f"rows to update in {table.name} must name {key}")
+        filled = _defaults(table, columns) if key is None else []
+        shape.append((table, columns + tuple(c for c, _ in filled)))
+        for c, column in enumerate(columns):
+            params[f"{name}{t}_{c}"] = [row[column] for row in rows]
+        for c, (_column, default) in enumerate(filled, start=len(columns)):
+            if isinstance(default, ScalarElementColumnDefault):
+                params[f"{name}{t}_{c}"] = [default.arg] * len(rows)
+            else:
+                params[f"{name}{t}_{c}"] = [default.arg(None) for _ in rows]
+    return tuple(shape)
+
+
+def statement(
+    *,
+    inserts: Sequence[Part] = (),
+    updates: Sequence[Part] = (),
+    key: str = "id",
+    notify: str | None = None,
+) -> tuple[TextClause, dict[str, Any]]:
+    """One statement inserting every insert part's rows and updating, for each update
+    part's row, the row with its ``key`` to its other columns' values (the rows of a part
+    must name the same columns); then ``pg_notify(notify)`` when ``notify`` is given."""
+    params: dict[str, Any] = {}
+    ins = _shape(inserts, "i", params)
+    ups = _shape(updates, "u", params, key)
+    if not ins and not ups:
+        raise ValueError("nothing to write")
+    if notify is not None:
+        params["channel"] = notify
+    return _statement(ins, ups, key, notify is not None), params
