@@ -23,8 +23,10 @@ from simgate.store import bulk, migrate
 from simgate.store.engine import make_engine, make_sessionmaker
 from simgate.store.models import App, Event, IdempotencyKey, Message, MessageEvent
 from simgate.store.types import utcnow
+from simgate.web.app import create_app
 from tests.conftest import fresh_database
 
+TO = "+4915112345678"
 MESSAGES = Message.__table__
 EVENTS = MessageEvent.__table__
 
@@ -143,8 +145,10 @@ def test_rows_of_one_table_must_name_the_same_columns() -> None:
         bulk.statement(inserts=[(MESSAGES, [])], updates=[(MESSAGES, [])])
     with pytest.raises(ValueError, match="must name id"):
         bulk.statement(updates=[(MESSAGES, [{"status": "sent"}])])
-    first, _ = bulk.statement(inserts=[(EVENTS, [_event("a")])], notify=NOTIFY_CHANNEL)
-    again, _ = bulk.statement(inserts=[(EVENTS, [_event("b"), _event("c")])], notify=NOTIFY_CHANNEL)
+    first, _ = bulk.statement(inserts=[(EVENTS, [_event("a")])], notify=(NOTIFY_CHANNEL, "x"))
+    again, _ = bulk.statement(
+        inserts=[(EVENTS, [_event("b"), _event("c")])], notify=(NOTIFY_CHANNEL, "y")
+    )
     assert first is again  # the text is built once per shape; the driver prepares it once
 
 
@@ -184,24 +188,59 @@ async def test_updates_and_inserts_in_one_statement_inside_a_transaction(
     assert len(history) == 3
 
 
-async def test_the_queueing_statement_notifies_listeners(pg: tuple[Settings, AsyncEngine]) -> None:
-    settings, engine = pg
+async def _listen(
+    settings: Settings, channel: str
+) -> tuple[asyncpg.Connection, asyncio.Queue[str]]:
     url = settings.effective_database_url.replace("postgresql+asyncpg", "postgresql")
     heard: asyncio.Queue[str] = asyncio.Queue()
     listener = await asyncpg.connect(url)
+    await listener.add_listener(channel, lambda *args: heard.put_nowait(args[3]))
+    return listener, heard
+
+
+async def test_the_queueing_statement_notifies_other_processes(
+    pg: tuple[Settings, AsyncEngine],
+) -> None:
+    settings, engine = pg
+    listener, heard = await _listen(settings, NOTIFY_CHANNEL)
+    outbound = Outbound(make_sessionmaker(engine), settings)
     try:
-        await listener.add_listener(NOTIFY_CHANNEL, lambda *args: heard.put_nowait(args[2]))
-        outbound = Outbound(make_sessionmaker(engine), settings)
-        try:
-            await outbound.submit(
-                sender=Sender(None, "test"),
-                req=SendRequest(to=["+4915112345678"], body="hi", many=False),
-            )
-        finally:
-            await outbound.close()
-        assert await asyncio.wait_for(heard.get(), 5) == NOTIFY_CHANNEL
+        await outbound.submit(
+            sender=Sender(None, "test"), req=SendRequest(to=[TO], body="hi", many=False)
+        )
+        # the payload names this process, whose own listener leaves it alone
+        assert await asyncio.wait_for(heard.get(), 5) == outbound.token
     finally:
+        await outbound.close()
         await listener.close()
+
+
+async def test_a_server_wakes_its_dispatcher_for_other_processes_notifies_only(
+    pg: tuple[Settings, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its own sends woke the dispatcher when they committed; their NOTIFY coming back
+    would only make it claim once more for nothing."""
+    settings, engine = pg
+    await engine.dispose()
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        runtime = app.state.runtime
+        woken: list[str] = []
+        monkeypatch.setattr(runtime.dispatcher, "wake", lambda: woken.append("woken"))
+
+        async def notify_and_settle(payload: str) -> list[str]:
+            woken.clear()
+            async with make_sessionmaker(runtime.engine).begin() as session:
+                await session.execute(
+                    text("SELECT pg_notify(:c, :p)"), {"c": NOTIFY_CHANNEL, "p": payload}
+                )
+            await asyncio.sleep(0.5)  # the listener hears a NOTIFY within milliseconds
+            return list(woken)
+
+        await asyncio.sleep(1.0)  # start-up's own wake-ups (listener connected, gateways)
+        assert "woken" in await notify_and_settle("someone-else")
+        assert await notify_and_settle(runtime.outbound.token) == []
+        assert "woken" in await notify_and_settle("")  # the command line, or a reconnect
 
 
 async def test_an_idempotency_clash_in_a_batch_fails_only_its_request(

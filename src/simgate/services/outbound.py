@@ -8,12 +8,13 @@ import contextlib
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Table, and_, delete, false, func, insert, or_, select, text, update
+from sqlalchemy import Table, and_, delete, false, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -31,6 +32,7 @@ from simgate.domain.messages import (
 from simgate.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited
 from simgate.services import changes, inbound, ssrf
 from simgate.services.events import Rows, message_moved
+from simgate.services.notify import notify as send_notify
 from simgate.store import bulk, rows
 from simgate.store.models import App, AppUsage, Gateway, IdempotencyKey, Message, MessageEvent
 from simgate.store.queue_rows import QueuedMessage
@@ -167,6 +169,9 @@ class Outbound:
         self._settings = settings
         self._wake = wake
         self._notify = settings.backend == "postgresql"
+        # The payload of this process's NOTIFY: its own wake-listener skips them, since
+        # ``wake`` has already woken its dispatcher; another process's wakes its own.
+        self.token = uuid.uuid4().hex
         # On PostgreSQL a batch without quotas to count is written by one statement that
         # commits by itself (see _write_batch).
         engine = sessionmaker.kw.get("bind")
@@ -449,7 +454,9 @@ class Outbound:
     async def write_in(self, session: AsyncSession, item: _Pending) -> None:
         """Write a prepared request in the caller's transaction; RateLimited when it passes
         the app's limits. Call ``queued`` after the commit."""
-        (outcome,) = await self._write_items(session, [item])
+        (outcome,) = await self._write_items(
+            session, [item], wake_others=self._notify and item.queued_now
+        )
         if outcome is not None:
             raise outcome
 
@@ -599,6 +606,7 @@ class Outbound:
                 item.future.set_result(Accepted(202, item.body, [r["id"] for r in item.rows]))
 
     async def _write_batch(self, batch: list[_Pending]) -> list[Exception | None]:
+        wake_others = self._notify and any(item.queued_now for item in batch)
         if self._one_statement is not None and all(item.quota is None for item in batch):
             # No per-app counters to check: one statement, one round trip (store/bulk.py).
             keys = [item.idem for item in batch if item.idem is not None]
@@ -608,17 +616,19 @@ class Outbound:
                     (_MESSAGES, [r for item in batch for r in item.rows]),
                     (_EVENTS, [e for item in batch for e in item.events]),
                 ],
-                notify=NOTIFY_CHANNEL if any(item.queued_now for item in batch) else None,
+                notify=(NOTIFY_CHANNEL, self.token) if wake_others else None,
             )
             async with self._one_statement.connect() as conn:
                 await conn.execute(stmt, params)
             return [None] * len(batch)
         async with self._sessionmaker.begin() as session:
-            outcomes: list[Exception | None] = list(await self._write_items(session, batch))
+            outcomes: list[Exception | None] = list(
+                await self._write_items(session, batch, wake_others=wake_others)
+            )
         return outcomes
 
     async def _write_items(
-        self, session: AsyncSession, batch: list[_Pending]
+        self, session: AsyncSession, batch: list[_Pending], *, wake_others: bool
     ) -> list[RateLimited | None]:
         outcomes: list[RateLimited | None] = [None] * len(batch)
         rows: list[dict[str, Any]] = []
@@ -638,8 +648,8 @@ class Outbound:
         if rows:
             await session.execute(insert(_MESSAGES), rows)
             await session.execute(insert(_EVENTS), events)
-        if self._notify and any(item.queued_now for item in batch):
-            await session.execute(text("SELECT pg_notify(:c, '')"), {"c": NOTIFY_CHANNEL})
+        if wake_others:
+            await send_notify(session, NOTIFY_CHANNEL, self.token)
         return outcomes
 
 

@@ -67,7 +67,7 @@ def _statement(inserts: Shape, updates: Shape, key: str, notify: bool) -> TextCl
             f'u{t} AS (UPDATE "{table.name}" AS t SET {sets} FROM {rows} '  # noqa: S608
             f'AS v({_quoted(table, columns)}) WHERE t."{key}" = v."{key}")'
         )
-    tail = "SELECT pg_notify(:channel, '')" if notify else "SELECT 1"
+    tail = "SELECT pg_notify(:channel, :payload)" if notify else "SELECT 1"
     return text(f"WITH {', '.join(parts)} {tail}").bindparams(*binds)
 
 
@@ -110,16 +110,16 @@ def statement(
     inserts: Sequence[Part] = (),
     updates: Sequence[Part] = (),
     key: str = "id",
-    notify: str | None = None,
+    notify: tuple[str, str] | None = None,
 ) -> tuple[TextClause, dict[str, Any]]:
     """One statement inserting every insert part's rows and updating, for each update
     part's row, the row with its ``key`` to its other columns' values (the rows of a part
-    must name the same columns); then ``pg_notify(notify)`` when ``notify`` is given."""
+    must name the same columns); then ``pg_notify(channel, payload)`` for ``notify``."""
     params: dict[str, Any] = {}
     ins = _shape(inserts, "i", params)
     ups = _shape(updates, "u", params, key)
     if not ins and not ups:
         raise ValueError("nothing to write")
     if notify is not None:
-        params["channel"] = notify
+        params["channel"], params["payload"] = notify
     return _statement(ins, ups, key, notify is not None), params

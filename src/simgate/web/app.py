@@ -179,8 +179,15 @@ def create_app(
         spawn(runtime.gateways.run(), "gateways")
         if runtime.engine.url.get_backend_name() == "postgresql":
             phones_told = _background(runtime.phones.notified)
+
+            def wake_for_others(payload: str) -> None:
+                # This process's own sends woke the dispatcher when they committed; woken
+                # again by their NOTIFY, it would claim once more and find nothing.
+                if payload != runtime.outbound.token:
+                    runtime.dispatcher.wake()
+
             channels: dict[str, Callable[[str], None]] = {
-                NOTIFY_CHANNEL: lambda _: runtime.dispatcher.wake(),
+                NOTIFY_CHANNEL: wake_for_others,
                 AUTH_CHANNEL: lambda _: runtime.authenticator.invalidate(),
                 PHONE_CHANNEL: phones_told,
                 CHANGES_CHANNEL: runtime.feed.remote,
