@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simgate.services import changes
@@ -33,7 +33,8 @@ def _iso(value: datetime | None) -> str | None:
 
 class Rows:
     """History rows (``message_events``) and outbox events gathered by a hot path (the
-    dispatcher's claim and recorder) and written at its end with one INSERT per table.
+    dispatcher's claim and recorder) and written at its end with the messages' changes
+    (``queue_rows.save_with``: one statement on PostgreSQL, one INSERT per table elsewhere).
     Added as ORM objects they would be inserted one at a time, to learn each new id, which
     nobody reads. Write them in the transaction that made the changes they tell of."""
 
@@ -48,14 +49,6 @@ class Rows:
         parts = [(_MESSAGE_EVENTS, self.history), (_EVENTS, self.events)]
         self.history, self.events = [], []
         return parts
-
-    async def write(self, session: AsyncSession) -> None:
-        if self.history:
-            await session.execute(insert(_MESSAGE_EVENTS), self.history)
-            self.history = []
-        if self.events:
-            await session.execute(insert(_EVENTS), self.events)
-            self.events = []
 
 
 def record(
