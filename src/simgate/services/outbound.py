@@ -454,9 +454,7 @@ class Outbound:
     async def write_in(self, session: AsyncSession, item: _Pending) -> None:
         """Write a prepared request in the caller's transaction; RateLimited when it passes
         the app's limits. Call ``queued`` after the commit."""
-        (outcome,) = await self._write_items(
-            session, [item], wake_others=self._notify and item.queued_now
-        )
+        (outcome,) = await self._write_items(session, [item])
         if outcome is not None:
             raise outcome
 
@@ -606,7 +604,6 @@ class Outbound:
                 item.future.set_result(Accepted(202, item.body, [r["id"] for r in item.rows]))
 
     async def _write_batch(self, batch: list[_Pending]) -> list[Exception | None]:
-        wake_others = self._notify and any(item.queued_now for item in batch)
         if self._one_statement is not None and all(item.quota is None for item in batch):
             # No per-app counters to check: one statement, one round trip (store/bulk.py).
             keys = [item.idem for item in batch if item.idem is not None]
@@ -616,19 +613,21 @@ class Outbound:
                     (_MESSAGES, [r for item in batch for r in item.rows]),
                     (_EVENTS, [e for item in batch for e in item.events]),
                 ],
-                notify=(NOTIFY_CHANNEL, self.token) if wake_others else None,
+                notify=(NOTIFY_CHANNEL, self.token) if self._wakes_others(batch) else None,
             )
             async with self._one_statement.connect() as conn:
                 await conn.execute(stmt, params)
             return [None] * len(batch)
         async with self._sessionmaker.begin() as session:
-            outcomes: list[Exception | None] = list(
-                await self._write_items(session, batch, wake_others=wake_others)
-            )
+            outcomes: list[Exception | None] = list(await self._write_items(session, batch))
         return outcomes
 
+    def _wakes_others(self, batch: list[_Pending]) -> bool:
+        """Whether committing ``batch`` must NOTIFY other processes (PostgreSQL)."""
+        return self._notify and any(item.queued_now for item in batch)
+
     async def _write_items(
-        self, session: AsyncSession, batch: list[_Pending], *, wake_others: bool
+        self, session: AsyncSession, batch: list[_Pending]
     ) -> list[RateLimited | None]:
         outcomes: list[RateLimited | None] = [None] * len(batch)
         rows: list[dict[str, Any]] = []
@@ -648,7 +647,7 @@ class Outbound:
         if rows:
             await session.execute(insert(_MESSAGES), rows)
             await session.execute(insert(_EVENTS), events)
-        if wake_others:
+        if self._wakes_others(batch):
             await send_notify(session, NOTIFY_CHANNEL, self.token)
         return outcomes
 

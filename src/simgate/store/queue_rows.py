@@ -135,12 +135,7 @@ async def save_with(
             if rows:
                 await session.execute(insert(table), rows)
         return
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for m in messages:
-        changed = m.changes()
-        if changed:
-            changed["id"] = m.id
-            groups.setdefault(tuple(sorted(changed)), []).append(changed)
+    groups = _changed(messages)
     updates = [(MESSAGES, rows) for rows in groups.values()]
     if groups or any(rows for _, rows in inserts):
         stmt, params = bulk.statement(inserts=inserts, updates=updates)
@@ -150,20 +145,25 @@ async def save_with(
 async def save(session: AsyncSession, messages: Iterable[QueuedMessage]) -> int:
     """Write what changed: one UPDATE per set of changed columns, run for every message
     with that set. Returns how many messages changed."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for m in messages:
-        changed = m.changes()
-        if changed:
-            keys = tuple(sorted(changed))
-            params = {f"v_{key}": value for key, value in changed.items()}
-            params["v__id"] = m.id
-            groups.setdefault(keys, []).append(params)
+    groups = _changed(messages)
     for keys, rows in groups.items():
         # The parameters are named apart from the columns, as update() wants them.
         stmt = (
             update(MESSAGES)
-            .where(MESSAGES.c.id == bindparam("v__id"))
-            .values({key: bindparam(f"v_{key}") for key in keys})
+            .where(MESSAGES.c.id == bindparam("v_id"))
+            .values({key: bindparam(f"v_{key}") for key in keys if key != "id"})
         )
-        await session.execute(stmt, rows)
+        await session.execute(stmt, [{f"v_{k}": v for k, v in row.items()} for row in rows])
     return sum(len(p) for p in groups.values())
+
+
+def _changed(messages: Iterable[QueuedMessage]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """The changed messages grouped by the set of columns changed: for each, the rows of
+    ``id`` and the changed columns' new values."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for m in messages:
+        changed = m.changes()
+        if changed:
+            changed["id"] = m.id
+            groups.setdefault(tuple(sorted(changed)), []).append(changed)
+    return groups
