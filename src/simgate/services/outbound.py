@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Table, and_, delete, false, func, insert, or_, select, update
+from sqlalchemy import Table, and_, delete, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -642,11 +642,9 @@ class Outbound:
             events += item.events
             if item.idem is not None:
                 keys.append(item.idem)
-        if keys:
-            await session.execute(insert(_IDEMPOTENCY), keys)
-        if rows:
-            await session.execute(insert(_MESSAGES), rows)
-            await session.execute(insert(_EVENTS), events)
+        await bulk.insert_many(session, _IDEMPOTENCY, keys)
+        await bulk.insert_many(session, _MESSAGES, rows)
+        await bulk.insert_many(session, _EVENTS, events)
         if self._wakes_others(batch):
             await send_notify(session, NOTIFY_CHANNEL, self.token)
         return outcomes

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, insert, select, update
+from sqlalchemy import Select, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from simgate.store import bulk
@@ -132,8 +132,7 @@ async def save_with(
     if session.get_bind().dialect.name != "postgresql":
         await save(session, messages)
         for table, rows in inserts:
-            if rows:
-                await session.execute(insert(table), rows)
+            await bulk.insert_many(session, table, rows)
         return
     groups = _changed(messages)
     updates = [(MESSAGES, rows) for rows in groups.values()]
