@@ -1,7 +1,8 @@
-"""The lean ``POST /api/v1/messages`` answers exactly as the FastAPI route it stands in front
-of: the same status, error shape, headers, metrics label and request-log entry, for good
-requests and every kind of bad one. The reference is the same app with the lean route
-taken out, on the same database."""
+"""The lean endpoints (``POST /api/v1/messages``, ``GET /api/v1/messages/{id}``,
+``GET /api/v1/me``, ``GET /healthz``) answer exactly as the FastAPI routes they stand in
+front of: the same status, body, error shape, headers, metrics label and request-log entry,
+for good requests and every kind of bad one. The reference is the same app with the lean
+routes taken out, on the same database."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from simgate.domain.keys import Scope
 from simgate.services import apps as app_service
 from simgate.store.engine import make_sessionmaker
 from simgate.store.models import ApiRequest, Message
-from simgate.web.api.lean import SendEndpoint
+from simgate.web.api.lean import LeanEndpoint, SendEndpoint
 from simgate.web.app import create_app
 from simgate.web.middleware import CoreMiddleware
 
@@ -80,7 +81,8 @@ async def keys(sqlite_engine: AsyncEngine) -> dict[str, str]:
         inbox = await app_service.create_key(
             s, app="lean", scopes=frozenset({Scope.INBOX}), actor="t"
         )
-    return {"KEY": key.secret, "INBOX": inbox.secret}
+        _, other = await app_service.create_app(s, name="other", owner=None, actor="t")
+    return {"KEY": key.secret, "INBOX": inbox.secret, "OTHER": other.secret}
 
 
 async def _client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
@@ -98,7 +100,7 @@ async def pair(
     assert isinstance(getattr(lean_app.router.routes[0], "app", None), SendEndpoint)
     reference = create_app(sqlite_settings, engine=sqlite_engine)
     reference.router.routes[:] = [
-        r for r in reference.router.routes if not isinstance(getattr(r, "app", None), SendEndpoint)
+        r for r in reference.router.routes if not isinstance(getattr(r, "app", None), LeanEndpoint)
     ]
     for middleware in reference.user_middleware:  # nor answered by the core middleware
         if middleware.cls is CoreMiddleware:
@@ -223,3 +225,116 @@ async def test_under_a_root_path_the_lean_route_answers(
     assert bad.status_code == 422
     assert bad.json()["error"]["field"] == "to"
     assert 'route="/api/v1/messages",status="202"' in metrics
+
+
+# (name, method, path ("MSG" stands for a message of the app "lean"), headers)
+GETS: list[tuple[str, str, str, dict[str, str | None]]] = [
+    ("me", "GET", "/api/v1/me", {}),
+    ("me with a query", "GET", "/api/v1/me?x=1&api_key=KEY", {}),
+    ("me, x-api-key", "GET", "/api/v1/me", {"authorization": None, "x-api-key": "KEY"}),
+    ("me, inbox key", "GET", "/api/v1/me", {"authorization": "Bearer INBOX"}),
+    ("me, no key", "GET", "/api/v1/me", {"authorization": None}),
+    ("me, unknown key", "GET", "/api/v1/me", {"authorization": "Bearer sg_nope"}),
+    ("me, gateway key", "GET", "/api/v1/me", {"authorization": "Bearer gw_live_abc"}),
+    ("me, basic auth", "GET", "/api/v1/me", {"authorization": "Basic abc"}),
+    ("me, empty x-api-key", "GET", "/api/v1/me", {"authorization": None, "x-api-key": ""}),
+    ("me, HEAD", "HEAD", "/api/v1/me", {}),
+    ("me, POST", "POST", "/api/v1/me", {}),
+    ("me, trailing slash", "GET", "/api/v1/me/", {}),
+    ("healthz", "GET", "/healthz", {"authorization": None}),
+    ("healthz with a bad key", "GET", "/healthz", {"authorization": "Bearer sg_nope"}),
+    ("healthz, HEAD", "HEAD", "/healthz", {}),
+    ("message", "GET", "/api/v1/messages/MSG", {}),
+    ("message, other app", "GET", "/api/v1/messages/MSG", {"authorization": "Bearer OTHER"}),
+    ("message, inbox key", "GET", "/api/v1/messages/MSG", {"authorization": "Bearer INBOX"}),
+    ("message, no key", "GET", "/api/v1/messages/MSG", {"authorization": None}),
+    ("message unknown", "GET", "/api/v1/messages/msg_01ARZ3NDEKTSV4RRFFQ69G5FAV", {}),
+    ("message id malformed", "GET", "/api/v1/messages/nope", {}),
+    ("message id encoded", "GET", "/api/v1/messages/a%20b%2Fc", {}),
+    ("message id long", "GET", "/api/v1/messages/" + "x" * 3000, {}),
+    ("message, DELETE", "DELETE", "/api/v1/messages/MSG", {}),
+    ("message, trailing slash", "GET", "/api/v1/messages/MSG/", {}),
+    ("messages list still routed", "GET", "/api/v1/messages?limit=1", {}),
+]
+
+
+def _body(resp: httpx.Response) -> Any:
+    if not resp.content:
+        return None
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.text
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        data["error"].pop("request_id", None)
+    return data
+
+
+@pytest.mark.parametrize(("name", "method", "path", "case"), GETS, ids=[g[0] for g in GETS])
+async def test_the_lean_gets_answer_as_the_fastapi_routes(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    keys: dict[str, str],
+    name: str,
+    method: str,
+    path: str,
+    case: dict[str, str | None],
+) -> None:
+    lean, ref = pair
+    headers = _headers(case, keys)
+    sent = await lean.post("/api/v1/messages", content=GOOD, headers=_headers(JSON, keys))
+    path = path.replace("MSG", sent.json()["id"]).replace("KEY", keys["KEY"])
+    got = await lean.request(method, path, headers=headers)
+    want = await ref.request(method, path, headers=headers)
+    assert (got.status_code, _body(got)) == (want.status_code, _body(want))
+    assert got.content.replace(got.headers.get("x-request-id", "").encode(), b"") == (
+        want.content.replace(want.headers.get("x-request-id", "").encode(), b"")
+    )
+    shown = ("content-type", "content-length", "allow", "location", "www-authenticate")
+    assert {h: got.headers.get(h) for h in shown} == {h: want.headers.get(h) for h in shown}
+    assert got.status_code < 500
+
+
+async def test_keyed_gets_are_counted_and_logged_under_their_routes(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    keys: dict[str, str],
+    sqlite_engine: AsyncEngine,
+) -> None:
+    lean, _ = pair
+    headers = _headers({}, keys)
+    posted = await lean.post("/api/v1/messages", content=GOOD, headers=_headers(JSON, keys))
+    sent = posted.json()
+    assert (await lean.get("/api/v1/me", headers=headers)).status_code == 200
+    assert (await lean.get(f"/api/v1/messages/{sent['id']}", headers=headers)).status_code == 200
+    assert (await lean.get("/api/v1/messages/nope", headers=headers)).status_code == 404
+    assert (await lean.get("/api/v1/me", headers={"authorization": "Bearer x"})).status_code == 401
+    assert (await lean.get("/healthz")).status_code == 200
+    metrics = (await lean.get("/metrics")).text
+    for route, status in [
+        ("/api/v1/me", 200),
+        ("/api/v1/me", 401),
+        ("/api/v1/messages/{message_id}", 200),
+        ("/api/v1/messages/{message_id}", 404),
+        ("/healthz", 200),
+    ]:
+        line = f'simgate_http_requests_total{{method="GET",route="{route}",status="{status}"}} 1.0'
+        assert line in metrics
+    await lean._transport.app.state.runtime.request_log.flush()  # type: ignore[attr-defined]
+    async with make_sessionmaker(sqlite_engine)() as s:
+        logged = sorted(
+            (r.method, r.endpoint, r.status) for r in await s.scalars(select(ApiRequest))
+        )
+    assert logged == [
+        ("GET", "/api/v1/me", 200),
+        ("GET", "/api/v1/messages/{message_id}", 200),
+        ("GET", "/api/v1/messages/{message_id}", 404),
+        ("POST", "/api/v1/messages", 202),
+    ]
+
+
+async def test_the_gets_are_still_documented(pair: tuple[httpx.AsyncClient, Any]) -> None:
+    lean, _ = pair
+    paths = (await lean.get("/openapi.json")).json()["paths"]
+    assert "get" in paths["/api/v1/me"]
+    assert "get" in paths["/api/v1/messages/{message_id}"]
+    assert "get" in paths["/healthz"]
+    assert paths["/api/v1/me"]["get"]["responses"]["200"]["content"]["application/json"]

@@ -7,11 +7,12 @@ hands authenticated calls to the API request log.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -63,11 +64,23 @@ class CoreMiddleware:
     def __init__(self, app: ASGIApp, runtime: Runtime, lean: Sequence[Route] = ()) -> None:
         self.app = app
         self.runtime = runtime
-        # POST endpoints answered here rather than through the router (web/api/lean.py).
-        self.lean: dict[str, Any] = {r.path: r.app for r in lean}
+        # Endpoints answered here rather than through the router (web/api/lean.py): by
+        # method and path, or by method and pattern for paths with parameters.
+        self.lean: dict[tuple[str, str], Any] = {}
+        self.lean_patterns: list[tuple[str, Route]] = []
+        for route in lean:
+            for method in route.methods or ():
+                if route.param_convertors:
+                    self.lean_patterns.append((method, route))
+                else:
+                    self.lean[(method, route.path)] = route.app
         self.limit = runtime.settings.max_body_bytes
         self.access_log = runtime.settings.access_log
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # Request ids: 32 hex digits like a UUID's, random per process, then counted
+        # (uuid4 reads the system's random source each time, a system call per request).
+        self._id_prefix = os.urandom(8).hex()
+        self._id_count = itertools.count()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,7 +97,7 @@ class CoreMiddleware:
             elif name == b"content-length":
                 content_length = value
         if not request_id:
-            request_id = uuid.uuid4().hex
+            request_id = f"{self._id_prefix}{next(self._id_count):016x}"
         token = request_id_var.set(request_id)
         status = 500
         started = False
@@ -142,11 +155,7 @@ class CoreMiddleware:
                         raise BodyTooLarge(limit)
                 return message
 
-            lean = (
-                self.lean.get(scope["path"])
-                if scope["method"] == "POST" and not scope.get("root_path")
-                else None
-            )
+            lean = None if scope.get("root_path") else self._lean(scope)
             try:
                 if lean is not None:
                     await lean.answer(scope, receive_wrapper, send_wrapper)
@@ -171,6 +180,24 @@ class CoreMiddleware:
         finally:
             self._done(scope, status, time.perf_counter() - start, request_id)
             request_id_var.reset(token)
+
+    def _lean(self, scope: Scope) -> Any:
+        """The lean endpoint for this request, if one answers it (with its path parameters
+        set in the scope, as the router would set them)."""
+        method, path = scope["method"], scope["path"]
+        endpoint = self.lean.get((method, path))
+        if endpoint is not None:
+            return endpoint
+        for lean_method, route in self.lean_patterns:
+            if lean_method == method:
+                match = route.path_regex.match(path)
+                if match is not None:
+                    scope["path_params"] = {
+                        name: route.param_convertors[name].convert(value)
+                        for name, value in match.groupdict().items()
+                    }
+                    return route.app
+        return None
 
     def _done(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         route = scope.get("route")

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BeforeValidator, Field, field_validator
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from simgate.domain.keys import Scope
 from simgate.domain.messages import Direction, MessageStatus, Priority
@@ -132,6 +133,13 @@ async def queue_send(
 async def get_message(
     message_id: str, principal: AppPrincipal, session: SessionDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
+    return await read_message(runtime, session, principal, message_id)
+
+
+async def read_message(
+    runtime: Runtime, session: AsyncSession, principal: Principal, message_id: str
+) -> dict[str, Any]:
+    """One message as this route answers it: this route's and the lean endpoint's."""
     found = await gateway_service.message_status(
         session,
         message_id,

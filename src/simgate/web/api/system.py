@@ -37,6 +37,10 @@ async def healthz() -> Health:
     return Health(status="ok", version=__version__)
 
 
+# The same answer, serialised once, for the lean endpoint (web/api/lean.py).
+HEALTHY = Health(status="ok", version=__version__).model_dump_json().encode()
+
+
 @router.get(
     "/readyz",
     response_model=Ready,

@@ -10,7 +10,7 @@ from simgate.domain.keys import DEFAULT_SCOPES, InvalidScopes, Scope, parse_scop
 from simgate.errors import Invalid
 from simgate.services import apps as app_service
 from simgate.services import request_log
-from simgate.services.auth import touch_marker
+from simgate.services.auth import Principal, touch_marker
 from simgate.web.api.schemas import (
     AppCreate,
     AppCreated,
@@ -71,6 +71,11 @@ def _app_out(info: app_service.AppInfo) -> AppOut:
 
 @router.get("/me", response_model=Me, summary="The app and key making this call")
 async def me(principal: AppPrincipal) -> Me:
+    return me_of(principal)
+
+
+def me_of(principal: Principal) -> Me:
+    """``GET /api/v1/me``'s answer: this route's and the lean endpoint's (web/api/lean.py)."""
     return Me(
         app=AppRef(id=principal.app_id, name=principal.app_name),
         key=KeyRef(prefix=principal.key_prefix, scopes=sorted(s.value for s in principal.scopes)),
