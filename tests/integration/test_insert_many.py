@@ -10,8 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, insert, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, func, insert, text
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from simgate.services.request_log import RequestEntry
@@ -176,3 +176,29 @@ async def test_rows_naming_different_columns_are_an_error(engine: AsyncEngine) -
         with pytest.raises(ValueError, match="different columns"):
             await bulk.insert_many(session, Event.__table__, rows)
         await bulk.insert_many(session, Event.__table__, [])  # nothing to do is fine
+
+
+async def test_a_value_that_cannot_be_stored_is_a_statement_error(engine: AsyncEngine) -> None:
+    """As SQLAlchemy reports it, so callers that handle database errors handle it too."""
+    rows = _history(0)
+    rows[1]["at"] = rows[1]["at"].replace(tzinfo=None)  # simgate stores aware times only
+    async with make_sessionmaker(engine).begin() as session:
+        with pytest.raises(StatementError, match="naive datetime"):
+            await bulk.insert_many(session, MessageEvent.__table__, rows)
+
+
+async def test_a_column_with_an_sql_default_must_be_named(sqlite_engine: AsyncEngine) -> None:
+    """Its default cannot be filled in from Python: an error, not a NULL stored instead."""
+    table = Table(
+        "with_sql_default",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("note", String(10)),
+        Column("at", DateTime, default=func.current_timestamp()),
+    )
+    async with sqlite_engine.begin() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    async with make_sessionmaker(sqlite_engine).begin() as session:
+        with pytest.raises(ValueError, match=r"with_sql_default\.at"):
+            await bulk.insert_many(session, table, [{"note": "x"}])
+        await bulk.insert_many(session, table, [{"note": "x", "at": None}])

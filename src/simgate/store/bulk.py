@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter, TextClause
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
@@ -79,14 +80,15 @@ def _statement(inserts: Shape, updates: Shape, key: str, notify: bool) -> TextCl
 
 def _defaults(table: Table, given: tuple[str, ...]) -> list[tuple[str, Any]]:
     """The model's Python-side defaults for the columns ``given`` leaves out, as an
-    INSERT through SQLAlchemy would fill them in (a callable's per row)."""
+    INSERT through SQLAlchemy would fill them in (a callable's per row). A default these
+    writes cannot reproduce (an SQL expression, a sequence) is an error, not left out."""
     out = []
     for column in table.c:
         default = column.default
-        if column.key in given or not isinstance(
-            default, (ScalarElementColumnDefault, CallableColumnDefault)
-        ):
+        if column.key in given or default is None:
             continue
+        if not isinstance(default, (ScalarElementColumnDefault, CallableColumnDefault)):
+            raise ValueError(f"{table.name}.{column.key}: rows must name it (its default is SQL)")
         out.append((column.key, default))
     return out
 
@@ -143,12 +145,15 @@ async def insert_many(
     elif dialect.name == "sqlite":
         sql, plan = _sqlite_insert(table, columns, dialect)
         values = []
-        for row in rows:
-            value = []
-            for column, convert, default in plan:
-                v = row[column] if default is None else _default(default)
-                value.append(v if convert is None else convert(v))
-            values.append(tuple(value))
+        try:
+            for row in rows:
+                value = []
+                for column, convert, default in plan:
+                    v = row[column] if default is None else _default(default)
+                    value.append(v if convert is None else convert(v))
+                values.append(tuple(value))
+        except (TypeError, ValueError) as exc:  # as SQLAlchemy reports a value it cannot bind
+            raise StatementError(f"{table.name}: {exc}", sql, None, exc) from exc
         connection = await session.connection()
         await connection.exec_driver_sql(sql, values)
     else:
@@ -168,9 +173,17 @@ Plan = list[tuple[str, Any, ScalarElementColumnDefault | CallableColumnDefault |
 @lru_cache(maxsize=256)
 def _sqlite_insert(table: Table, columns: tuple[str, ...], dialect: Dialect) -> tuple[str, Plan]:
     """The INSERT's text with ``?`` parameters, and how each value is made from a row."""
-    plan: Plan = [(c, table.c[c].type._cached_bind_processor(dialect), None) for c in columns]
+    if dialect.paramstyle != "qmark":
+        raise ValueError(f"SQLite driver with paramstyle {dialect.paramstyle!r}, not qmark")
+
+    def converter(column: str) -> Any:
+        return table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
+
+    plan: Plan = [(c, converter(c), None) for c in columns]
     for column, default in _defaults(table, columns):
-        plan.append((column, table.c[column].type._cached_bind_processor(dialect), default))
-    names = ", ".join(f'"{table.c[column].name}"' for column, _, _ in plan)
+        plan.append((column, converter(column), default))
+    quote = dialect.identifier_preparer.quote
+    names = ", ".join(quote(table.c[column].name) for column, _, _ in plan)
+    into = dialect.identifier_preparer.format_table(table)
     marks = ", ".join("?" * len(plan))
-    return f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', plan  # noqa: S608
+    return f"INSERT INTO {into} ({names}) VALUES ({marks})", plan  # noqa: S608
