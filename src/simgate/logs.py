@@ -101,12 +101,14 @@ class ConsoleFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
-    # Neither formatter writes where a call came from, nor its thread or process: skip
-    # finding them for each record (the logging HOWTO's "Optimization").
+    # Neither formatter writes where a call came from, nor its thread, process or task:
+    # skip finding them for each record (the logging HOWTO's "Optimization"). Without the
+    # caller, ``stack_info=True`` adds nothing either; simgate does not use it.
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    logging.logAsyncioTasks = False  # type: ignore[attr-defined]  # looked up from 3.12 on
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     root = logging.getLogger()

@@ -245,6 +245,7 @@ GETS: list[tuple[str, str, str, dict[str, str | None]]] = [
     ("healthz with a bad key", "GET", "/healthz", {"authorization": "Bearer sg_nope"}),
     ("healthz, HEAD", "HEAD", "/healthz", {}),
     ("message", "GET", "/api/v1/messages/MSG", {}),
+    ("message with metadata", "GET", "/api/v1/messages/META", {}),
     ("message, other app", "GET", "/api/v1/messages/MSG", {"authorization": "Bearer OTHER"}),
     ("message, inbox key", "GET", "/api/v1/messages/MSG", {"authorization": "Bearer INBOX"}),
     ("message, no key", "GET", "/api/v1/messages/MSG", {"authorization": None}),
@@ -282,7 +283,15 @@ async def test_the_lean_gets_answer_as_the_fastapi_routes(
     lean, ref = pair
     headers = _headers(case, keys)
     sent = await lean.post("/api/v1/messages", content=GOOD, headers=_headers(JSON, keys))
-    path = path.replace("MSG", sent.json()["id"]).replace("KEY", keys["KEY"])
+    # floats and Unicode, which JSON encoders write in more than one way
+    metadata = {"f": 1.5e-7, "big": 1e22, "n": -0.0, "ü": "✓", "list": [1, None, True]}
+    meta = await lean.post(
+        "/api/v1/messages",
+        json={"to": DE, "body": "x", "metadata": metadata},
+        headers=_headers({}, keys),
+    )
+    path = path.replace("MSG", sent.json()["id"]).replace("META", meta.json()["id"])
+    path = path.replace("KEY", keys["KEY"])
     got = await lean.request(method, path, headers=headers)
     want = await ref.request(method, path, headers=headers)
     assert (got.status_code, _body(got)) == (want.status_code, _body(want))
@@ -338,3 +347,30 @@ async def test_the_gets_are_still_documented(pair: tuple[httpx.AsyncClient, Any]
     assert "get" in paths["/api/v1/messages/{message_id}"]
     assert "get" in paths["/healthz"]
     assert paths["/api/v1/me"]["get"]["responses"]["200"]["content"]["application/json"]
+
+
+async def test_under_a_root_path_the_lean_gets_answer(
+    sqlite_settings: Settings, sqlite_engine: AsyncEngine, keys: dict[str, str]
+) -> None:
+    """Under a root path the router, not the core middleware, reaches the lean routes."""
+    app = create_app(sqlite_settings, engine=sqlite_engine)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1), root_path="/sms")
+        async with httpx.AsyncClient(transport=transport, base_url="http://simgate.test") as c:
+            headers = _headers(JSON, keys)
+            sent = (await c.post("/sms/api/v1/messages", content=GOOD, headers=headers)).json()
+            me = await c.get("/sms/api/v1/me", headers=headers)
+            message = await c.get(f"/sms/api/v1/messages/{sent['id']}", headers=headers)
+            missing = await c.get("/sms/api/v1/messages/nope", headers=headers)
+            health = await c.get("/sms/healthz")
+            head = await c.head("/sms/healthz")
+            metrics = (await c.get("/sms/metrics")).text
+    assert me.status_code == 200
+    assert me.json()["app"]["name"] == "lean"
+    assert message.status_code == 200
+    assert message.json()["id"] == sent["id"]
+    assert missing.status_code == 404
+    assert missing.json()["error"]["field"] == "id"
+    assert health.json()["status"] == "ok"
+    assert head.status_code == 405
+    assert 'route="/api/v1/messages/{message_id}",status="200"' in metrics

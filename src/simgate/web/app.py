@@ -249,9 +249,9 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _install_docs(app)
     _declare_security(app)
-    # The hot sends skip FastAPI's per-request work (see web/api/lean.py): the core
-    # middleware answers them, or else these routes, matched first; the FastAPI route behind
-    # them still documents the call.
+    # The hottest calls (the send, the status poll, /api/v1/me, /healthz) skip FastAPI's
+    # per-request work (see web/api/lean.py): the core middleware answers them, or else these
+    # routes, matched first; the FastAPI routes behind them still document the calls.
     app.router.routes[0:0] = lean_routes
     return app
 

@@ -23,8 +23,9 @@ answers for each case). For the send:
 3. the body is validated by the same pydantic model (422 naming the field);
 4. the message goes through ``Outbound.submit``: validated, normalised, durable before 202.
 
-The GET endpoints check the key (any scope; the message's direction decides the scope it
-needs) and answer what the route's own function answers, serialised as FastAPI would.
+The keyed GET endpoints check the key (any scope; a message's direction decides the scope
+it needs) and answer what the route's own function answers, serialised as FastAPI (0.130
+and later) serialises a route's return value: by pydantic, to JSON.
 
 Errors are raised, not answered here, so the app's error handlers give them the one error
 shape; the request log and metrics see the call as they see any other.
