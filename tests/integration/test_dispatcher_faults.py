@@ -139,3 +139,31 @@ async def test_a_report_after_the_send_timed_out_ends_the_message(
     done = await get_message(fast, key, accepted["id"])
     assert done["status"] == "delivered"
     assert done["to"] == DE
+
+
+async def test_a_gateway_takes_the_next_message_while_the_last_outcome_is_written(
+    fast: httpx.AsyncClient, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway's slot is free once the gateway has answered: the next message is handed
+    to it while the recorder still writes the last one's outcome (which holds the lease)."""
+    dispatcher = runtime(fast).dispatcher
+    real = dispatcher._record_batch
+    release = asyncio.Event()
+
+    async def held(batch: Any) -> bool:
+        await release.wait()
+        return await real(batch)
+
+    monkeypatch.setattr(dispatcher, "_record_batch", held)
+    await add_gateway(fast, "solo", max_in_flight=1)
+    ids = [(await send_ok(fast, key))["id"] for _ in range(3)]
+    statuses: list[str] = []
+    for _ in range(200):
+        statuses = [(await get_message(fast, key, i))["status"] for i in ids]
+        if statuses == ["sending"] * 3:
+            break
+        await asyncio.sleep(0.02)
+    assert statuses == ["sending"] * 3  # all handed over, one at a time, none recorded yet
+    release.set()
+    for i in ids:
+        await wait_for_status(fast, key, i, {"sent", "delivered"})

@@ -451,10 +451,14 @@ class Dispatcher:
                 except Exception as exc:  # a driver bug must not lose the message
                     log.exception("gateway send raised", extra={"gateway": item.gateway})
                     outcome = SendOutcome.failed("gateway_error", f"{type(exc).__name__}: {exc}")
-            await self._record(_Outcome(item, outcome))
         finally:
+            # The gateway is done with the message: its slot takes the next one while the
+            # outcome is written (the message keeps its lease until then). Held until the
+            # write, each slot waited out the recorder's transaction as well, and under load
+            # that wait, not the gateway, limited how fast messages were handed over.
             self._in_flight[item.gateway] = max(0, self._in_flight.get(item.gateway, 1) - 1)
             self.wake()
+        await self._record(_Outcome(item, outcome))
 
     # --- recording: outcomes and delivery reports share one transaction per batch -----------
 
