@@ -209,9 +209,10 @@ async def test_the_call_is_still_documented(
     assert [m["to"] for m in listed.json()["data"]] == []
 
 
-async def test_under_a_root_path_the_lean_route_answers(
+async def test_under_a_root_path_the_lean_routes_answer(
     sqlite_settings: Settings, sqlite_engine: AsyncEngine, keys: dict[str, str]
 ) -> None:
+    """Under a root path the router, not the core middleware, reaches the lean routes."""
     app = create_app(sqlite_settings, engine=sqlite_engine)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1), root_path="/sms")
@@ -219,12 +220,26 @@ async def test_under_a_root_path_the_lean_route_answers(
             headers = _headers(JSON, keys)
             ok = await c.post("/sms/api/v1/messages", content=GOOD, headers=headers)
             bad = await c.post("/sms/api/v1/messages", content=b'{"to": 5}', headers=headers)
+            me = await c.get("/sms/api/v1/me", headers=headers)
+            message = await c.get(f"/sms/api/v1/messages/{ok.json()['id']}", headers=headers)
+            missing = await c.get("/sms/api/v1/messages/nope", headers=headers)
+            health = await c.get("/sms/healthz")
+            head = await c.head("/sms/healthz")
             metrics = (await c.get("/sms/metrics")).text
     assert ok.status_code == 202
     assert ok.json()["to"] == DE
     assert bad.status_code == 422
     assert bad.json()["error"]["field"] == "to"
     assert 'route="/api/v1/messages",status="202"' in metrics
+    assert me.status_code == 200
+    assert me.json()["app"]["name"] == "lean"
+    assert message.status_code == 200
+    assert message.json()["id"] == ok.json()["id"]
+    assert missing.status_code == 404
+    assert missing.json()["error"]["field"] == "id"
+    assert health.json()["status"] == "ok"
+    assert head.status_code == 405
+    assert 'route="/api/v1/messages/{message_id}",status="200"' in metrics
 
 
 # (name, method, path ("MSG" stands for a message of the app "lean"), headers)
@@ -347,30 +362,3 @@ async def test_the_gets_are_still_documented(pair: tuple[httpx.AsyncClient, Any]
     assert "get" in paths["/api/v1/messages/{message_id}"]
     assert "get" in paths["/healthz"]
     assert paths["/api/v1/me"]["get"]["responses"]["200"]["content"]["application/json"]
-
-
-async def test_under_a_root_path_the_lean_gets_answer(
-    sqlite_settings: Settings, sqlite_engine: AsyncEngine, keys: dict[str, str]
-) -> None:
-    """Under a root path the router, not the core middleware, reaches the lean routes."""
-    app = create_app(sqlite_settings, engine=sqlite_engine)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 1), root_path="/sms")
-        async with httpx.AsyncClient(transport=transport, base_url="http://simgate.test") as c:
-            headers = _headers(JSON, keys)
-            sent = (await c.post("/sms/api/v1/messages", content=GOOD, headers=headers)).json()
-            me = await c.get("/sms/api/v1/me", headers=headers)
-            message = await c.get(f"/sms/api/v1/messages/{sent['id']}", headers=headers)
-            missing = await c.get("/sms/api/v1/messages/nope", headers=headers)
-            health = await c.get("/sms/healthz")
-            head = await c.head("/sms/healthz")
-            metrics = (await c.get("/sms/metrics")).text
-    assert me.status_code == 200
-    assert me.json()["app"]["name"] == "lean"
-    assert message.status_code == 200
-    assert message.json()["id"] == sent["id"]
-    assert missing.status_code == 404
-    assert missing.json()["error"]["field"] == "id"
-    assert health.json()["status"] == "ok"
-    assert head.status_code == 405
-    assert 'route="/api/v1/messages/{message_id}",status="200"' in metrics
