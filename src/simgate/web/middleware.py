@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simgate.logs import request_id_var
@@ -64,15 +64,14 @@ class CoreMiddleware:
         self.app = app
         self.runtime = runtime
         # Endpoints answered here rather than through the router (web/api/lean.py): by
-        # method and path, or by method and pattern for paths with parameters.
-        self.lean: dict[tuple[str, str], Any] = {}
-        self.lean_patterns: list[tuple[str, Route]] = []
-        for route in lean:
-            for method in route.methods or ():
-                if route.param_convertors:
-                    self.lean_patterns.append((method, route))
-                else:
-                    self.lean[(method, route.path)] = route.app
+        # method and path, or by their routes' own matching for paths with parameters.
+        self.lean: dict[tuple[str, str], Any] = {
+            (method, route.path): route.app
+            for route in lean
+            if not route.param_convertors
+            for method in route.methods or ()
+        }
+        self.lean_patterns = [route for route in lean if route.param_convertors]
         self.limit = runtime.settings.max_body_bytes
         self.access_log = runtime.settings.access_log
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -182,19 +181,14 @@ class CoreMiddleware:
     def _lean(self, scope: Scope) -> Any:
         """The lean endpoint for this request, if one answers it (with its path parameters
         set in the scope, as the router would set them)."""
-        method, path = scope["method"], scope["path"]
-        endpoint = self.lean.get((method, path))
+        endpoint = self.lean.get((scope["method"], scope["path"]))
         if endpoint is not None:
             return endpoint
-        for lean_method, route in self.lean_patterns:
-            if lean_method == method:
-                match = route.path_regex.match(path)
-                if match is not None:
-                    scope["path_params"] = {
-                        name: route.param_convertors[name].convert(value)
-                        for name, value in match.groupdict().items()
-                    }
-                    return route.app
+        for route in self.lean_patterns:
+            match, child_scope = route.matches(scope)
+            if match is Match.FULL:  # path and method (PARTIAL: another method)
+                scope.update(child_scope)
+                return route.app
         return None
 
     def _done(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:

@@ -34,6 +34,7 @@ shape; the request log and metrics see the call as they see any other.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -109,7 +110,7 @@ def _validate(data: Any) -> SendBody:
         raise RequestValidationError(errors, body=data) from None
 
 
-class LeanEndpoint:
+class LeanEndpoint(ABC):
     """One lean endpoint: ``method`` and ``path`` (a Starlette path, ``{name}`` for a
     segment) as the FastAPI route behind it has them; ``respond`` makes the answer."""
 
@@ -119,8 +120,9 @@ class LeanEndpoint:
     def __init__(self) -> None:
         self.route: Route | None = None  # for the metrics' route label
 
+    @abstractmethod
     async def respond(self, request: Request) -> Response:
-        raise NotImplementedError
+        """The answer to ``request``; errors are raised for the app's handlers."""
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Called by the core middleware without going through the router: an error is

@@ -34,11 +34,12 @@ class Ready(BaseModel):
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
 async def healthz() -> Health:
-    return Health(status="ok", version=__version__)
+    return _HEALTH
 
 
+_HEALTH = Health(status="ok", version=__version__)
 # The same answer, serialised once, for the lean endpoint (web/api/lean.py).
-HEALTHY = Health(status="ok", version=__version__).model_dump_json().encode()
+HEALTHY = _HEALTH.model_dump_json().encode()
 
 
 @router.get(
